@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BinariesConfig(AppConfig):
+    name = "binaries"
+    default_auto_field = "django.db.models.BigAutoField"

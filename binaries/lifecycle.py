@@ -1,0 +1,120 @@
+"""The binary lifecycle: one table of moves and the one function that performs them.
+
+Nothing else in the code base writes Binary.state.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from binaries.errors import Conflict
+from binaries.models import Binary, BinaryEvent, State
+from peridio_console.actors import Actor
+
+U, HB, HG, SA, SD, X = (
+    State.UPLOADABLE,
+    State.HASHABLE,
+    State.HASHING,
+    State.SIGNABLE,
+    State.SIGNED,
+    State.DESTROYED,
+)
+
+# Every move the system may make, from -> {to}.
+ALLOWED: dict[str, frozenset[str]] = {
+    U: frozenset({HB}),
+    HB: frozenset({HG, U}),
+    HG: frozenset({SA, U}),
+    SA: frozenset({SD, U, X}),
+    SD: frozenset({X}),
+    X: frozenset(),
+}
+
+# The moves a client (API, console, CLI) may ask for, to -> {from}. The rest are automatic.
+CLIENT_MOVES: dict[str, frozenset[str]] = {
+    HB: frozenset({U}),
+    U: frozenset({HB, HG, SA}),
+    X: frozenset({SA, SD}),
+    SD: frozenset({SA}),  # only when a valid signature exists; services check that
+}
+
+
+class TransitionRefused(Conflict):
+    code = "invalid_state_transition"
+
+    def __init__(self, current: str, to: str, allowed: frozenset[str] | set[str]):
+        moves = ", ".join(sorted(allowed)) if allowed else "none (it is final)"
+        super().__init__(
+            f"The binary is {current} and cannot move to {to}; "
+            f"from {current} it can move to: {moves}."
+        )
+        self.current = current
+        self.to = to
+
+
+def allowed_client_moves(state: str) -> set[str]:
+    return {to for to, sources in CLIENT_MOVES.items() if state in sources}
+
+
+def transition(
+    binary: Binary,
+    *,
+    to: str,
+    actor: Actor,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+    only_from: frozenset[str] | set[str] | None = None,
+    set_fields: dict[str, Any] | None = None,
+    after_commit: Callable[[], None] | None = None,
+) -> Binary:
+    """Move `binary` to `to`, or raise TransitionRefused naming the current state.
+
+    A conditional UPDATE ... WHERE state = <what we read> makes the move race-safe on every
+    database: of concurrent attempts exactly one updates the row and writes the event.
+    `only_from` narrows the sources (e.g. to the moves a client may ask for).
+    `after_commit` runs once the move is committed (storage I/O, task enqueues).
+    """
+    to = State(to)
+    with transaction.atomic():
+        current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
+        allowed = set(ALLOWED[current]) if only_from is None or current in only_from else set()
+        if to not in allowed:
+            shown = allowed_client_moves(current) if only_from is not None else ALLOWED[current]
+            raise TransitionRefused(current, to, set(shown))
+        now = timezone.now()
+        changed = Binary.objects.filter(pk=binary.pk, state=current).update(
+            state=to, updated_at=now, **(set_fields or {})
+        )
+        if changed != 1:
+            current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
+            raise TransitionRefused(current, to, set(ALLOWED[current]))
+        BinaryEvent.objects.create(
+            binary_id=binary.pk,
+            actor_user=actor.user,
+            actor_api_key=actor.api_key,
+            actor_label=actor.label[:160],
+            from_state=current,
+            to_state=to,
+            reason=reason,
+            details=details or {},
+            at=now,
+        )
+        if after_commit is not None:
+            transaction.on_commit(after_commit)
+    binary.refresh_from_db()
+    return binary
+
+
+def record_creation(binary: Binary, *, actor: Actor) -> None:
+    """The (new) -> uploadable event, written in the creating transaction."""
+    BinaryEvent.objects.create(
+        binary=binary,
+        actor_user=actor.user,
+        actor_api_key=actor.api_key,
+        actor_label=actor.label[:160],
+        from_state="",
+        to_state=State.UPLOADABLE,
+        at=binary.created_at,
+    )

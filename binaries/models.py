@@ -1,0 +1,159 @@
+"""The domain: artifacts, their versions, binaries and the append-only record of every move."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from binaries.validation import MAX_SIZE
+from peridio_console.models import ApiKey, Organization
+from peridio_console.prn import format_prn
+
+
+class State(models.TextChoices):
+    UPLOADABLE = "uploadable"
+    HASHABLE = "hashable"
+    HASHING = "hashing"
+    SIGNABLE = "signable"
+    SIGNED = "signed"
+    DESTROYED = "destroyed"
+
+
+class Artifact(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="artifacts"
+    )
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=256, blank=True)
+    custom_metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "name"], name="artifact_name_unique_in_org"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "created_at", "id"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.organization.uuid, "artifact", self.uuid)
+
+
+class ArtifactVersion(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    artifact = models.ForeignKey(Artifact, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=128)
+    description = models.CharField(max_length=256, blank=True)
+    custom_metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["artifact", "version"], name="version_unique_in_artifact"
+            ),
+        ]
+        indexes = [models.Index(fields=["organization", "created_at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.artifact.name} {self.version}"
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.organization.uuid, "artifact_version", self.uuid)
+
+
+class Binary(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    artifact_version = models.ForeignKey(
+        ArtifactVersion, on_delete=models.PROTECT, related_name="binaries"
+    )
+    target = models.CharField(max_length=128)
+    # Declared by the client (lowercase hex, no prefix); may arrive after creation while uploadable.
+    hash = models.CharField(max_length=64, null=True, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    # Only lifecycle.transition() writes this column.
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.UPLOADABLE, editable=False
+    )
+    custom_metadata = models.JSONField(default=dict, blank=True)
+    description = models.CharField(max_length=256, blank=True)
+    last_error = models.TextField(blank=True)
+    verified_hash = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    bytes_hashed = models.BigIntegerField(default=0, editable=False)
+    hashing_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    hashing_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    integrity_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "binaries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["artifact_version", "target"],
+                condition=~models.Q(state="destroyed"),
+                name="one_live_binary_per_version_target",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(size__isnull=True) | models.Q(size__gte=0, size__lte=MAX_SIZE),
+                name="binary_size_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=State.values), name="binary_state_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "state"]),
+            models.Index(fields=["artifact_version", "target"]),
+            models.Index(fields=["created_at"]),
+            models.Index(fields=["organization", "created_at", "id"]),
+            models.Index(fields=["artifact_version", "created_at", "id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target} ({self.state})"
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.organization.uuid, "binary", self.uuid)
+
+    @property
+    def hash_display(self) -> str | None:
+        return f"sha256:{self.hash}" if self.hash else None
+
+
+class BinaryEvent(models.Model):
+    """One row per lifecycle move (and per re-queue); never updated, never deleted."""
+
+    binary = models.ForeignKey(Binary, on_delete=models.PROTECT, related_name="events")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=160)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["binary", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '(new)'} → {self.to_state} by {self.actor_label}"

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from peridio_console import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("organizations/switch", views.switch_organization, name="switch_organization"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
