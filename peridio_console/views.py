@@ -15,7 +15,9 @@ def current_membership(request: HttpRequest) -> Membership | None:
     cached = getattr(request, "_membership", None)
     if cached is not None:
         return cached
-    memberships = Membership.objects.filter(user_id=int(request.user.pk or 0)).select_related("organization")
+    memberships = Membership.objects.filter(user_id=int(request.user.pk or 0)).select_related(
+        "organization"
+    )
     chosen = request.session.get(SESSION_ORG)
     membership = (chosen and memberships.filter(organization__slug=chosen).first()) or (
         memberships.order_by("organization__name").first()
