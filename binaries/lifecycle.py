@@ -67,6 +67,7 @@ def transition(
     details: dict[str, Any] | None = None,
     only_from: frozenset[str] | set[str] | None = None,
     set_fields: dict[str, Any] | None = None,
+    guard: dict[str, Any] | None = None,
     after_commit: Callable[[], None] | None = None,
 ) -> Binary:
     """Move `binary` to `to`, or raise TransitionRefused naming the current state.
@@ -74,6 +75,7 @@ def transition(
     A conditional UPDATE ... WHERE state = <what we read> makes the move race-safe on every
     database: of concurrent attempts exactly one updates the row and writes the event.
     `only_from` narrows the sources (e.g. to the moves a client may ask for).
+    `guard` adds conditions the row must still meet (e.g. the hashing run that owns it).
     `after_commit` runs once the move is committed (storage I/O, task enqueues).
     """
     to = State(to)
@@ -84,8 +86,10 @@ def transition(
             shown = allowed_client_moves(current) if only_from is not None else ALLOWED[current]
             raise TransitionRefused(current, to, set(shown))
         now = timezone.now()
-        changed = Binary.objects.filter(pk=binary.pk, state=current).update(
-            state=to, updated_at=now, **(set_fields or {})
+        changed = (
+            Binary.objects.filter(pk=binary.pk, state=current)
+            .filter(**(guard or {}))
+            .update(state=to, updated_at=now, **(set_fields or {}))
         )
         if changed != 1:
             current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
@@ -117,4 +121,19 @@ def record_creation(binary: Binary, *, actor: Actor) -> None:
         from_state="",
         to_state=State.UPLOADABLE,
         at=binary.created_at,
+    )
+
+
+def record_event(binary: Binary, *, actor: Actor, reason: str, details: dict[str, Any]) -> None:
+    """An event that is not a move (a re-queue, an integrity failure): from = to = current."""
+    state = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
+    BinaryEvent.objects.create(
+        binary_id=binary.pk,
+        actor_user=actor.user,
+        actor_api_key=actor.api_key,
+        actor_label=actor.label[:160],
+        from_state=state,
+        to_state=state,
+        reason=reason,
+        details=details,
     )

@@ -95,6 +95,10 @@ class Binary(models.Model):
     hashing_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     hashing_heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     integrity_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    verification_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    scrubbed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The object store's multipart upload in progress (S3), if any.
+    upload_id = models.CharField(max_length=1024, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -157,3 +161,54 @@ class BinaryEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_state or '(new)'} → {self.to_state} by {self.actor_label}"
+
+
+class PartState(models.TextChoices):
+    UPLOADABLE = "uploadable"
+    VALID = "valid"
+    INVALID_HASH = "invalid_hash"
+    INVALID_SIZE = "invalid_size"
+
+
+MIN_PART_SIZE = 5 * 1024 * 1024  # every part but the last (S3's rule)
+MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
+MAX_PART_INDEX = 10_000
+
+
+class BinaryPart(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    binary = models.ForeignKey(Binary, on_delete=models.CASCADE, related_name="parts")
+    index = models.PositiveIntegerField()
+    hash = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+    state = models.CharField(max_length=16, choices=PartState.choices, default=PartState.UPLOADABLE)
+    # Changes each time the part is (re)declared, so upload URLs of an older declaration die.
+    token = models.CharField(max_length=32, editable=False)
+    # Filesystem backend: where the bytes were written in the object being assembled.
+    offset = models.BigIntegerField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["index"]
+        constraints = [
+            models.UniqueConstraint(fields=["binary", "index"], name="one_part_per_index"),
+            models.CheckConstraint(
+                condition=models.Q(index__gte=1, index__lte=MAX_PART_INDEX),
+                name="part_index_in_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(size__gte=0, size__lte=MAX_PART_SIZE), name="part_size_in_range"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=PartState.values), name="part_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"part {self.index} of {self.binary_id} ({self.state})"
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.binary.organization.uuid, "binary_part", self.uuid)

@@ -6,7 +6,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from binaries import lifecycle
+from binaries import lifecycle, uploads
 from binaries.errors import Conflict, InvalidInput
 from binaries.models import Artifact, ArtifactVersion, Binary, State
 from binaries.validation import (
@@ -177,6 +177,14 @@ def binary_request_state(*, binary: Binary, to: Any, actor: Actor, reason: str =
         raise lifecycle.TransitionRefused(
             binary.state, to, lifecycle.allowed_client_moves(binary.state)
         )
+    if to == State.HASHABLE:
+        return uploads.mark_hashable(binary=binary, actor=actor, reason=reason)
+    if to == State.UPLOADABLE:
+        return uploads.reset(
+            binary=binary, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
+        )
+    if to == State.DESTROYED:
+        return uploads.destroy(binary=binary, actor=actor, reason=reason)
     if to not in lifecycle.CLIENT_MOVES:
         binary.refresh_from_db()
         raise lifecycle.TransitionRefused(
@@ -185,3 +193,164 @@ def binary_request_state(*, binary: Binary, to: Any, actor: Actor, reason: str =
     return lifecycle.transition(
         binary, to=to, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
     )
+
+
+# --- API edits and deletions -------------------------------------------------------------
+
+MAX_REASON = 1000
+
+
+def clean_reason(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_REASON:
+        got = f"{len(value)} characters" if isinstance(value, str) else repr(value)
+        raise InvalidInput(
+            f"reason must be text of at most {MAX_REASON} characters; got {got}.", field="reason"
+        )
+    return value.strip()
+
+
+def artifact_update(
+    *, artifact: Artifact, name: Any = UNSET, description: Any = UNSET, custom_metadata: Any = UNSET
+) -> Artifact:
+    fields: dict[str, Any] = {}
+    if name is not UNSET:
+        fields["name"] = clean_name(name)
+    if description is not UNSET:
+        fields["description"] = clean_description(description)
+    if custom_metadata is not UNSET:
+        fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
+    if not fields:
+        return artifact
+    try:
+        with transaction.atomic():
+            Artifact.objects.filter(pk=artifact.pk).update(updated_at=timezone.now(), **fields)
+    except IntegrityError:
+        raise Conflict(
+            f"An artifact named {fields['name']!r} already exists in this organization.",
+            field="name",
+            code="already_exists",
+        ) from None
+    artifact.refresh_from_db()
+    return artifact
+
+
+def artifact_version_update(
+    *, artifact_version: ArtifactVersion, description: Any = UNSET, custom_metadata: Any = UNSET
+) -> ArtifactVersion:
+    fields: dict[str, Any] = {}
+    if description is not UNSET:
+        fields["description"] = clean_description(description)
+    if custom_metadata is not UNSET:
+        fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
+    if fields:
+        ArtifactVersion.objects.filter(pk=artifact_version.pk).update(
+            updated_at=timezone.now(), **fields
+        )
+        artifact_version.refresh_from_db()
+    return artifact_version
+
+
+def _binaries_blocking(what: str, binaries: Any) -> None:
+    """Refuse to delete `what` while binaries hang below it, naming them.
+
+    Destroyed binaries block too: their records and events are kept for ever (the audit
+    trail), and they hold on to their version and artifact.
+    """
+    live = binaries.exclude(state=State.DESTROYED).order_by("created_at", "id")
+    count = live.count()
+    if count:
+        shown = ", ".join(f"{b.prn} ({b.target}, {b.state})" for b in live[:3])
+        more = f" and {count - 3} more" if count > 3 else ""
+        raise Conflict(
+            f"{what} still has {count} binar{'y' if count == 1 else 'ies'} that "
+            f"{'is' if count == 1 else 'are'} not destroyed: {shown}{more}; destroy "
+            f"{'it' if count == 1 else 'them'} first.",
+            code="has_binaries",
+        )
+    destroyed = binaries.count()
+    if destroyed:
+        raise Conflict(
+            f"{what} has {destroyed} destroyed binar{'y' if destroyed == 1 else 'ies'} whose "
+            "records are kept for the audit trail, so it cannot be deleted.",
+            code="has_destroyed_binaries",
+        )
+
+
+def artifact_version_delete(*, artifact_version: ArtifactVersion) -> None:
+    what = f"Version {artifact_version.version!r} of {artifact_version.artifact.name!r}"
+    try:
+        with transaction.atomic():
+            _binaries_blocking(what, Binary.objects.filter(artifact_version=artifact_version))
+            artifact_version.delete()
+    except IntegrityError:  # a binary arrived meanwhile (ProtectedError is an IntegrityError)
+        raise Conflict(
+            f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
+        ) from None
+
+
+def artifact_delete(*, artifact: Artifact) -> None:
+    """Delete an artifact with its versions, when no binary (live or destroyed) hangs below."""
+    what = f"Artifact {artifact.name!r}"
+    try:
+        with transaction.atomic():
+            _binaries_blocking(what, Binary.objects.filter(artifact_version__artifact=artifact))
+            ArtifactVersion.objects.filter(artifact=artifact).delete()
+            artifact.delete()
+    except IntegrityError:
+        raise Conflict(
+            f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
+        ) from None
+
+
+def _check_state_request(binary: Binary, to: str) -> None:
+    """Refuse an impossible move before anything else in the same request changes."""
+    if to == State.HASHING:
+        possible = binary.state in (State.HASHABLE, State.HASHING)
+    else:
+        possible = binary.state in lifecycle.CLIENT_MOVES.get(to, frozenset())
+    if not possible:
+        raise lifecycle.TransitionRefused(
+            binary.state, to, lifecycle.allowed_client_moves(binary.state)
+        )
+
+
+def binary_change(
+    *,
+    binary: Binary,
+    actor: Actor,
+    description: Any = UNSET,
+    custom_metadata: Any = UNSET,
+    hash: Any = UNSET,
+    size: Any = UNSET,
+    state: Any = UNSET,
+    reason: Any = UNSET,
+) -> Binary:
+    """An API PATCH: field edits first (hash and size only while uploadable), then the move.
+
+    An impossible move is refused before the fields change; a move that races with another
+    request can still be refused after them (the fields stay changed, the 409 says why).
+    """
+    if state is UNSET:
+        if reason is not UNSET:
+            raise InvalidInput(
+                "reason goes with state: it records why the binary moved.", field="reason"
+            )
+    else:
+        if state not in State.values:
+            raise InvalidInput(
+                f"state must be one of {', '.join(State.values)}; got {state!r}.", field="state"
+            )
+        _check_state_request(binary, state)
+    why = clean_reason(None if reason is UNSET else reason)
+    binary = binary_update(
+        binary=binary,
+        description=description,
+        custom_metadata=custom_metadata,
+        hash=hash,
+        size=size,
+    )
+    if state is not UNSET:
+        binary = binary_request_state(binary=binary, to=state, actor=actor, reason=why)
+    return binary

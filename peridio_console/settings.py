@@ -1,5 +1,6 @@
 """One settings file. Every value comes from the environment, with embedded defaults."""
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def _database() -> dict[str, Any]:
         }
         # A file, not memory, so test workers and live servers in other threads or
         # processes see the same database.
-        config["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+        # One file per test run, so parallel runs on one machine do not share it.
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
     elif engine == "django.db.backends.postgresql":
         config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
         config["CONN_HEALTH_CHECKS"] = True
@@ -207,16 +209,27 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue),
         "data_folder_out": str(_queue),
+        "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict = {}
-HASHING_STALL_SECONDS = env_int("HASHING_STALL_SECONDS", 120, minimum=5)
+HASHING_STALL_SECONDS = env_int("HASHING_STALL_SECONDS", 120, minimum=1)
+SCRUB_INTERVAL_SECONDS = env_int("SCRUB_INTERVAL_SECONDS", 7 * 86400, minimum=60)
+SCRUB_BYTES_PER_SECOND = env_int("SCRUB_BYTES_PER_SECOND", 50 * 1024 * 1024, minimum=0)
+CELERY_BEAT_SCHEDULE: dict = {
+    "sweep-stalled-verifications": {"task": "binaries.tasks.sweep", "schedule": 60.0},
+    "clean-abandoned-uploads": {
+        "task": "binaries.tasks.clean_abandoned_uploads",
+        "schedule": 3600.0,
+    },
+    "scrub-signed-content": {"task": "binaries.tasks.scrub", "schedule": 600.0},
+}
 
 # --- Requests ---------------------------------------------------------------------------
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)

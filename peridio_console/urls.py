@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from binaries import transfers
+from binaries.api import api, not_found
 from peridio_console import views
 
 urlpatterns = [
@@ -10,4 +12,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("transfer/parts/<str:token>", transfers.part_upload, name="part_upload"),
+    path("v1/", api.urls),
+    path("v1/<path:rest>", not_found),
 ]

@@ -58,8 +58,8 @@ class Command(BaseCommand):
                 time.sleep(0.3)
         finally:
             for child in children:
-                if child.poll() is None:
-                    os.killpg(child.pid, signal.SIGTERM)
+                if child.poll() is None:  # the leader stops its own workers gracefully
+                    os.kill(child.pid, signal.SIGTERM)
             deadline = time.monotonic() + 15
             for child in children:
                 try:

@@ -1,0 +1,204 @@
+"""Integrity: verify a binary's stored content against what was declared, and re-verify it.
+
+The hashing run that owns a binary is identified by its hashing_started_at; every progress
+write and the final move are conditional on it, so a run that was reset or taken over by a
+re-queued task stops without touching the row.
+"""
+
+import hashlib
+import logging
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from binaries import lifecycle, storage, uploads
+from binaries.errors import Conflict
+from binaries.models import Binary, State
+from peridio_console.actors import Actor
+
+log = logging.getLogger(__name__)
+VERIFIER = Actor.system("verifier")
+SWEEPER = Actor.system("sweeper")
+SCRUBBER = Actor.system("scrubber")
+PROGRESS_EVERY = 1.0  # seconds between progress writes
+
+
+class Superseded(Exception):
+    """The binary was reset, or another run took it over: stop quietly."""
+
+
+def _hash_stream(
+    binary: Binary, on_progress, budget_bytes_per_second: int | None = None
+) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    total = 0
+    started = last = time.monotonic()
+    with storage.get().open(binary) as stream:
+        for chunk in storage.read_chunks(stream):
+            digest.update(chunk)
+            total += len(chunk)
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                on_progress(total)
+                last = now
+            if budget_bytes_per_second:
+                ahead = total / budget_bytes_per_second - (now - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    return digest.hexdigest(), total
+
+
+def _claim(binary: Binary) -> datetime | None:
+    """Move hashable -> hashing, or take over a re-queued hashing run. Returns the run's id."""
+    run = timezone.now()
+    fields = {"hashing_started_at": run, "hashing_heartbeat_at": run, "bytes_hashed": 0}
+    if binary.state == State.HASHABLE:
+        try:
+            lifecycle.transition(binary, to=State.HASHING, actor=VERIFIER, set_fields=fields)
+        except lifecycle.TransitionRefused:
+            return None
+        return run
+    if binary.state == State.HASHING:
+        # Take over only a run that has stopped making progress: a redelivered task must not
+        # restart a healthy run from zero.
+        stalled_before = run - timedelta(seconds=settings.HASHING_STALL_SECONDS)
+        taken = (
+            Binary.objects.filter(
+                pk=binary.pk, state=State.HASHING, hashing_started_at=binary.hashing_started_at
+            )
+            .filter(
+                Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=stalled_before)
+            )
+            .update(**fields)
+        )
+        return run if taken else None
+    return None
+
+
+def verify(binary_id: int) -> str:
+    """Hash the stored content and move the binary to signable, or back to uploadable.
+
+    Returns what happened (for logs and tests). Raises storage.StorageError on a transient
+    failure, leaving the binary in hashing for a retry.
+    """
+    binary = Binary.objects.select_related("organization").filter(pk=binary_id).first()
+    if binary is None:
+        return "gone"
+    run = _claim(binary)
+    if run is None:
+        return f"skipped ({binary.state})"
+    guard = {"state": State.HASHING, "hashing_started_at": run}
+
+    def progress(done: int) -> None:
+        now = timezone.now()
+        if not Binary.objects.filter(pk=binary.pk, **guard).update(
+            bytes_hashed=done, hashing_heartbeat_at=now
+        ):
+            raise Superseded
+
+    try:
+        found, size = _hash_stream(binary, progress)
+    except Superseded:
+        return "superseded"
+    except storage.ContentMissing as exc:
+        return _fail(binary, guard, f"The content is missing from storage ({exc}); upload again.")
+    binary.refresh_from_db()
+    if size != binary.size:
+        return _fail(
+            binary,
+            guard,
+            f"Size mismatch: declared {binary.size} bytes, stored content is {size} bytes "
+            f"(sha256:{found}).",
+        )
+    if found != binary.hash:
+        return _fail(
+            binary,
+            guard,
+            f"SHA-256 mismatch: declared sha256:{binary.hash}, stored content is "
+            f"sha256:{found} ({size} bytes).",
+        )
+    try:
+        lifecycle.transition(
+            binary,
+            to=State.SIGNABLE,
+            actor=VERIFIER,
+            guard=guard,
+            set_fields={"verified_hash": found, "bytes_hashed": size, "hashing_heartbeat_at": None},
+            details={"sha256": found, "size": size},
+        )
+    except lifecycle.TransitionRefused:
+        return "superseded"
+    return "signable"
+
+
+def _fail(binary: Binary, guard: dict, message: str) -> str:
+    try:
+        uploads.reset(
+            binary=binary, actor=VERIFIER, reason=message, last_error=message, guard=guard
+        )
+    except Conflict:
+        return "superseded"
+    return "mismatch"
+
+
+def sweep(now: datetime | None = None) -> list[int]:
+    """Binaries whose verification stalled or was never queued; returns the re-queued ids."""
+    now = now or timezone.now()
+    stalled_before = now - timedelta(seconds=settings.HASHING_STALL_SECONDS)
+    stuck = Binary.objects.filter(
+        Q(state=State.HASHING, hashing_heartbeat_at__lt=stalled_before)
+        | Q(state=State.HASHING, hashing_heartbeat_at__isnull=True)
+        | Q(state=State.HASHABLE, verification_queued_at__isnull=True)
+        | Q(state=State.HASHABLE, verification_queued_at__lt=stalled_before)
+    )
+    requeued = []
+    for binary in stuck:
+        # Claim the re-queue so two sweepers do not both record it.
+        if not Binary.objects.filter(
+            pk=binary.pk, state=binary.state, verification_queued_at=binary.verification_queued_at
+        ).update(verification_queued_at=now):
+            continue
+        why = (
+            f"hashing stalled (no progress for {settings.HASHING_STALL_SECONDS} s); re-queued"
+            if binary.state == State.HASHING
+            else "no verification in flight; queued"
+        )
+        lifecycle.record_event(binary, actor=SWEEPER, reason=why, details={"requeued": True})
+        requeued.append(binary.pk)
+    return requeued
+
+
+def scrub_one(binary: Binary) -> str:
+    """Re-verify a signed binary's stored content within the scrub budget."""
+    budget = settings.SCRUB_BYTES_PER_SECOND or None
+    try:
+        found, size = _hash_stream(binary, lambda done: None, budget)
+    except storage.ContentMissing:
+        found, size = "", 0
+    now = timezone.now()
+    Binary.objects.filter(pk=binary.pk).update(scrubbed_at=now)
+    if found == binary.verified_hash and size == binary.size:
+        return "ok"
+    message = (
+        f"Integrity check failed: the stored content is sha256:{found or 'missing'} "
+        f"({size} bytes) but sha256:{binary.verified_hash} was verified; downloads are refused."
+    )
+    Binary.objects.filter(pk=binary.pk).update(integrity_failed_at=now, last_error=message)
+    lifecycle.record_event(
+        binary, actor=SCRUBBER, reason=message, details={"found": found, "size": size}
+    )
+    return "failed"
+
+
+def due_for_scrub(now: datetime | None = None):
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.SCRUB_INTERVAL_SECONDS)
+    return (
+        Binary.objects.select_related("organization")
+        .filter(state=State.SIGNED, integrity_failed_at__isnull=True)
+        .filter(Q(scrubbed_at__isnull=True) | Q(scrubbed_at__lt=cutoff))
+        .order_by("scrubbed_at", "id")
+    )

@@ -1,0 +1,46 @@
+"""Abandoned uploads: binaries left uploadable and untouched for too long lose their parts."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from binaries import lifecycle, storage
+from binaries.models import Binary, BinaryPart, State
+from peridio_console.actors import Actor
+
+JANITOR = Actor.system("janitor")
+
+
+def clean_abandoned_uploads(now: datetime | None = None) -> list[Binary]:
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.ABANDONED_UPLOAD_DAYS)
+    stale = (
+        Binary.objects.select_related("organization")
+        .filter(state=State.UPLOADABLE, updated_at__lt=cutoff, parts__isnull=False)
+        .distinct()
+    )
+    cleaned = []
+    for binary in stale:
+        # Storage first, then the rows: a failure leaves the parts listed for the next run.
+        storage.get().delete(binary)
+        with transaction.atomic():
+            changed = Binary.objects.filter(
+                pk=binary.pk, state=State.UPLOADABLE, updated_at=binary.updated_at
+            ).update(upload_id=None, updated_at=now)
+            if not changed:
+                continue  # touched meanwhile: it is not abandoned
+            count = BinaryPart.objects.filter(binary=binary).count()
+            BinaryPart.objects.filter(binary=binary).delete()
+            lifecycle.record_event(
+                binary,
+                actor=JANITOR,
+                reason=(
+                    f"Upload abandoned for over {settings.ABANDONED_UPLOAD_DAYS} days: "
+                    f"{count} part(s) and their bytes removed."
+                ),
+                details={"parts_removed": count},
+            )
+        cleaned.append(binary)
+    return cleaned

@@ -1,0 +1,355 @@
+"""The upload protocol's writes: declare parts, receive them, complete, reset, destroy.
+
+Storage calls run outside database transactions; each database change is one short
+transaction, and a request that fails half-way leaves the rows as they were.
+"""
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from binaries import lifecycle, storage
+from binaries.errors import Conflict, InvalidInput
+from binaries.models import (
+    MAX_PART_INDEX,
+    MAX_PART_SIZE,
+    MIN_PART_SIZE,
+    Binary,
+    BinaryPart,
+    PartState,
+    State,
+)
+from binaries.validation import clean_hash, clean_size
+from peridio_console.actors import Actor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeclaredPart:
+    part: BinaryPart
+    upload_url: str
+    expires_at: datetime
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.2f} MiB" if n % (1 << 20) else f"{n >> 20} MiB"
+
+
+def clean_index(index: Any) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or not 1 <= index <= MAX_PART_INDEX:
+        raise InvalidInput(
+            f"The part index must be a whole number from 1 to {MAX_PART_INDEX}; got {index!r}.",
+            field="index",
+        )
+    return index
+
+
+def _require_uploadable(binary: Binary, what: str) -> None:
+    if binary.state != State.UPLOADABLE:
+        raise Conflict(
+            f"The binary is {binary.state}; {what} only while it is uploadable "
+            "(reset it to uploadable to upload new content).",
+            code="invalid_state",
+        )
+
+
+def _adopt_expected_size(binary: Binary, expected: Any) -> None:
+    expected = clean_size(expected, "expected_binary_size")
+    if binary.size is None:
+        Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE, size__isnull=True).update(
+            size=expected, updated_at=timezone.now()
+        )
+        binary.refresh_from_db()
+    if binary.size != expected:
+        raise InvalidInput(
+            f"expected_binary_size is {expected} but the binary was declared with size "
+            f"{binary.size}; they must match.",
+            field="expected_binary_size",
+        )
+
+
+def _check_part_fits(binary: Binary, index: int, size: int, others: list[BinaryPart]) -> None:
+    if size > MAX_PART_SIZE:
+        raise InvalidInput(
+            f"A part can be at most 5 GiB ({MAX_PART_SIZE} bytes); got {size}.", field="size"
+        )
+    if binary.size is None:
+        return
+    other_total = sum(p.size for p in others)
+    if other_total + size > binary.size:
+        raise InvalidInput(
+            f"Part {index} of {size} bytes would make the parts {other_total + size} bytes in "
+            f"all, more than the binary's declared size of {binary.size}.",
+            field="size",
+        )
+    if size < MIN_PART_SIZE:
+        lower = [p for p in others if p.index < index]
+        ends = len(lower) == index - 1 and sum(p.size for p in lower) + size == binary.size
+        if any(p.index > index for p in others) or (len(lower) == index - 1 and not ends):
+            raise InvalidInput(
+                f"Part {index} is {size} bytes; every part but the last must be at least "
+                f"{_mib(MIN_PART_SIZE)} ({MIN_PART_SIZE} bytes).",
+                field="size",
+            )
+
+
+def _offsets(parts: list[BinaryPart]) -> dict[int, int | None]:
+    """Each part's byte offset, where every lower part is declared; None where not known."""
+    result: dict[int, int | None] = {}
+    offset: int | None = 0
+    expected_index = 1
+    for part in sorted(parts, key=lambda p: p.index):
+        if part.index != expected_index:
+            offset = None
+        result[part.index] = offset
+        if offset is not None:
+            offset += part.size
+        expected_index = part.index + 1
+    return result
+
+
+def part_declare(
+    *,
+    binary: Binary,
+    index: Any,
+    hash: Any,
+    size: Any,
+    expected_binary_size: Any = None,
+    base_url: str,
+) -> DeclaredPart:
+    """Declare (or re-declare) part `index`, and give the URL its bytes go to."""
+    index = clean_index(index)
+    digest = clean_hash(hash)
+    size = clean_size(size)
+    _require_uploadable(binary, "parts can be uploaded")
+    if expected_binary_size is not None:
+        _adopt_expected_size(binary, expected_binary_size)
+    others = list(binary.parts.exclude(index=index))
+    _check_part_fits(binary, index, size, others)
+    backend = storage.get()
+    backend.start_upload(binary)  # may call the object store: outside any transaction
+    in_place = backend.name == "filesystem"
+    with transaction.atomic():
+        if not Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE).exists():
+            binary.refresh_from_db()
+            _require_uploadable(binary, "parts can be uploaded")
+        part, _ = BinaryPart.objects.update_or_create(
+            binary=binary,
+            index=index,
+            defaults={
+                "hash": digest,
+                "size": size,
+                "state": PartState.UPLOADABLE,
+                "token": secrets.token_hex(16),
+                "last_error": "",
+                "updated_at": timezone.now(),
+            },
+        )
+        if in_place:
+            _invalidate_moved_parts(binary)
+        part.refresh_from_db()
+    expires_at = timezone.now() + timedelta(seconds=settings.UPLOAD_URL_TTL_SECONDS)
+    binary.refresh_from_db()
+    url = backend.part_upload_url(binary, part, expires_at, base_url)
+    return DeclaredPart(part=part, upload_url=url, expires_at=expires_at)
+
+
+def _invalidate_moved_parts(binary: Binary) -> None:
+    """A part written in place whose offset has moved (an earlier part changed size) must be
+    sent again: its bytes sit at the old offset."""
+    parts = list(BinaryPart.objects.select_for_update().filter(binary=binary))
+    offsets = _offsets(parts)
+    for part in parts:
+        if part.offset is not None and offsets[part.index] != part.offset:
+            BinaryPart.objects.filter(pk=part.pk).update(
+                state=PartState.UPLOADABLE,
+                offset=None,
+                last_error=f"An earlier part changed size; upload part {part.index} again.",
+                token=secrets.token_hex(16),
+            )
+
+
+def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> BinaryPart:
+    """Take a part's bytes through this server's upload URL (filesystem backend)."""
+    part = (
+        BinaryPart.objects.select_related("binary", "binary__organization")
+        .filter(binary__uuid=token_payload["b"], index=token_payload["i"], token=token_payload["t"])
+        .first()
+    )
+    if part is None or part.hash != token_payload["h"] or part.size != token_payload["s"]:
+        raise Conflict(
+            "This upload URL was superseded: the part was declared again or the binary was "
+            "reset. Declare the part again for a new URL.",
+            code="superseded",
+        )
+    binary = part.binary
+    _require_uploadable(binary, "parts can be uploaded")
+    backend = storage.get()
+    # Where every lower part is declared, the bytes go straight to their place in the object.
+    part.offset = _offsets(list(binary.parts.all()))[part.index]
+    if length != part.size:
+        check = storage.PartCheck(
+            PartState.INVALID_SIZE,
+            f"Part {part.index} was declared as {part.size} bytes but the request carries "
+            f"{length} (Content-Length).",
+        )
+    else:
+
+        def still_current() -> bool:
+            return BinaryPart.objects.filter(pk=part.pk, token=part.token).exists()
+
+        check = backend.receive_part(binary, part, stream, length, still_current)
+    BinaryPart.objects.filter(pk=part.pk, token=part.token).update(
+        state=check.state, last_error=check.message, offset=part.offset, updated_at=timezone.now()
+    )
+    part.refresh_from_db()
+    return part
+
+
+def parts_refresh(binary: Binary) -> list[BinaryPart]:
+    """Ask the store what it holds (S3: ListParts) and record each part's state."""
+    parts = list(binary.parts.all())
+    if binary.state != State.UPLOADABLE or not parts:
+        return parts
+    checks = storage.get().check_parts(binary, parts)
+    for part in parts:
+        check = checks.get(part.index)
+        if check and (check.state != part.state or check.message != part.last_error):
+            BinaryPart.objects.filter(pk=part.pk, token=part.token).update(
+                state=check.state, last_error=check.message, updated_at=timezone.now()
+            )
+    return list(binary.parts.all())
+
+
+def _completion_problems(binary: Binary, parts: list[BinaryPart]) -> str | None:
+    if binary.hash is None or binary.size is None:
+        missing = " and ".join(n for n in ("hash", "size") if getattr(binary, n) is None)
+        return f"The binary has no declared {missing}; set it before marking it hashable."
+    if binary.size == 0 and not parts:
+        return None
+    if not parts:
+        return "No parts were uploaded; upload the content before marking the binary hashable."
+    indexes = [p.index for p in parts]
+    missing_indexes = sorted(set(range(1, max(indexes) + 1)) - set(indexes))
+    problems = []
+    if missing_indexes:
+        problems.append(f"missing parts {_ranges(missing_indexes)}")
+    for state in (PartState.UPLOADABLE, PartState.INVALID_HASH, PartState.INVALID_SIZE):
+        bad = [p.index for p in parts if p.state == state]
+        if bad:
+            word = "not uploaded" if state == PartState.UPLOADABLE else state.replace("_", " ")
+            problems.append(f"parts {_ranges(bad)} {word}")
+    total = sum(p.size for p in parts)
+    if not problems and total != binary.size:
+        problems.append(f"the parts add up to {total} bytes but the binary is {binary.size}")
+    short = [p.index for p in parts[:-1] if p.size < MIN_PART_SIZE]
+    if short:
+        problems.append(f"parts {_ranges(short)} are under {_mib(MIN_PART_SIZE)} but not last")
+    if problems:
+        return "The upload is not complete: " + "; ".join(problems) + "."
+    return None
+
+
+def _ranges(numbers: list[int]) -> str:
+    spans: list[str] = []
+    start = prev = numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        spans.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(spans)
+
+
+def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
+    """Check parts 1..N, complete the upload in the store, and move to hashable."""
+    binary.refresh_from_db()
+    if binary.state != State.UPLOADABLE:
+        raise lifecycle.TransitionRefused(
+            binary.state, State.HASHABLE, lifecycle.allowed_client_moves(binary.state)
+        )
+    parts = parts_refresh(binary)
+    problem = _completion_problems(binary, parts)
+    if problem:
+        raise Conflict(problem, code="upload_incomplete")
+    storage.get().complete(binary, parts)  # object-store I/O: before the transaction
+    from binaries import tasks  # tasks import services; import late to avoid a cycle
+
+    return lifecycle.transition(
+        binary,
+        to=State.HASHABLE,
+        actor=actor,
+        reason=reason,
+        only_from={State.UPLOADABLE},
+        set_fields={"upload_id": None, "last_error": ""},
+        details={"parts": len(parts), "size": binary.size},
+        after_commit=lambda: tasks.enqueue_verification(binary.pk),
+    )
+
+
+def _discard_content(binary: Binary) -> None:
+    try:
+        storage.get().delete(binary)
+    except storage.StorageError:
+        log.exception("Could not delete the content of %s; the janitor will retry", binary.prn)
+
+
+def reset(
+    *,
+    binary: Binary,
+    actor: Actor,
+    reason: str = "",
+    last_error: str = "",
+    only_from: set[str] | frozenset[str] | None = None,
+    guard: dict[str, Any] | None = None,
+) -> Binary:
+    """Back to uploadable: parts and stored content deleted, progress cleared."""
+    snapshot = Binary.objects.select_related("organization").get(pk=binary.pk)
+    with transaction.atomic():
+        moved = lifecycle.transition(
+            binary,
+            to=State.UPLOADABLE,
+            actor=actor,
+            reason=reason,
+            only_from=only_from,
+            guard=guard,
+            set_fields={
+                "last_error": last_error,
+                "verified_hash": None,
+                "bytes_hashed": 0,
+                "hashing_started_at": None,
+                "hashing_heartbeat_at": None,
+                "upload_id": None,
+            },
+            details={"error": last_error} if last_error else None,
+            after_commit=lambda: _discard_content(snapshot),
+        )
+        BinaryPart.objects.filter(binary=binary).delete()
+    return moved
+
+
+def destroy(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
+    """Content deleted after commit; the record, its signatures and events stay for ever."""
+    snapshot = Binary.objects.select_related("organization").get(pk=binary.pk)
+    return lifecycle.transition(
+        binary,
+        to=State.DESTROYED,
+        actor=actor,
+        reason=reason,
+        only_from=lifecycle.CLIENT_MOVES[State.DESTROYED],
+        after_commit=lambda: _discard_content(snapshot),
+    )
+
+
+def parts_total(binary: Binary) -> int:
+    return binary.parts.aggregate(total=Sum("size"))["total"] or 0
