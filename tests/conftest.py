@@ -38,3 +38,54 @@ def outsider_membership(other_org):
 @pytest.fixture
 def actor(engineer_membership):
     return Actor.for_user(engineer_membership.user)
+
+
+@pytest.fixture
+def staff_user(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser(
+        username="support", email="support@example.com", password="correct horse battery"
+    )
+
+
+@pytest.fixture
+def version(org):
+    from tests.factories import ArtifactVersionFactory
+
+    return ArtifactVersionFactory(artifact__organization=org)
+
+
+from tests.storage_fixtures import backend, s3_server  # noqa: E402, F401
+
+
+# --- JSON API clients, one API key each (tests/api_helpers.py) ---
+
+
+@pytest.fixture
+def engineer_api(engineer_membership):
+    from tests.api_helpers import ApiClient
+
+    return ApiClient.for_membership(engineer_membership)
+
+
+@pytest.fixture
+def admin_api(admin_membership):
+    from tests.api_helpers import ApiClient
+
+    return ApiClient.for_membership(admin_membership)
+
+
+@pytest.fixture
+def viewer_api(viewer_membership):
+    from tests.api_helpers import ApiClient
+
+    return ApiClient.for_membership(viewer_membership)
+
+
+@pytest.fixture
+def outsider_api(outsider_membership):
+    """An admin of another organization: everything of `org` must be 'not found' to them."""
+    from tests.api_helpers import ApiClient
+
+    return ApiClient.for_membership(outsider_membership)

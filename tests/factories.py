@@ -64,3 +64,25 @@ class BinaryFactory(factory.django.DjangoModelFactory):
     target = factory.Sequence(lambda n: f"target-{n}")
     hash = "a" * 64
     size = 1024
+
+
+# The path a binary takes from uploadable to each state, every step through the lifecycle.
+PATH_TO_STATE: dict[str, list[str]] = {
+    "uploadable": [],
+    "hashable": ["hashable"],
+    "hashing": ["hashable", "hashing"],
+    "signable": ["hashable", "hashing", "signable"],
+    "signed": ["hashable", "hashing", "signable", "signed"],
+    "destroyed": ["hashable", "hashing", "signable", "destroyed"],
+}
+
+
+def binary_in_state(state: str, **kwargs) -> Binary:
+    """A binary moved to `state` by lifecycle.transition, the only writer of Binary.state."""
+    from binaries import lifecycle
+    from peridio_console.actors import Actor
+
+    binary = BinaryFactory(**kwargs)
+    for step in PATH_TO_STATE[state]:
+        lifecycle.transition(binary, to=step, actor=Actor.system("test setup"))
+    return binary
