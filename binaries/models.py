@@ -212,3 +212,72 @@ class BinaryPart(models.Model):
     @property
     def prn(self) -> str:
         return format_prn(self.binary.organization.uuid, "binary_part", self.uuid)
+
+
+class KeyAlgorithm(models.TextChoices):
+    ED25519 = "ed25519"
+    ECDSA_P256 = "ecdsa-p256"
+    ECDSA_P384 = "ecdsa-p384"
+    RSA = "rsa"
+
+
+class SignatureScheme(models.TextChoices):
+    ED25519_HEX_DIGEST = "ed25519-hex-digest"
+    ED25519_RAW_DIGEST = "ed25519-raw-digest"
+    RSA_PKCS1V15_SHA256 = "rsa-pkcs1v15-sha256"
+    RSA_PSS_SHA256 = "rsa-pss-sha256"
+    ECDSA_SHA256 = "ecdsa-sha256"
+
+
+class SigningKey(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=128)
+    algorithm = models.CharField(max_length=16, choices=KeyAlgorithm.choices)
+    public_key_pem = models.TextField()
+    keyid = models.CharField(max_length=64)  # hex SHA-256 of the DER SubjectPublicKeyInfo
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "keyid"], name="one_key_per_keyid"),
+        ]
+        indexes = [models.Index(fields=["organization", "created_at", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.algorithm})"
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.organization.uuid, "signing_key", self.uuid)
+
+
+class BinarySignature(models.Model):
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    binary = models.ForeignKey(Binary, on_delete=models.PROTECT, related_name="signatures")
+    signing_key = models.ForeignKey(SigningKey, on_delete=models.PROTECT, related_name="signatures")
+    signature = models.BinaryField()
+    scheme = models.CharField(max_length=32, choices=SignatureScheme.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    # Set when its key is revoked; the signature stays for history but no longer counts.
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["binary", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.scheme} signature of {self.binary_id}"
+
+    @property
+    def prn(self) -> str:
+        return format_prn(self.binary.organization.uuid, "binary_signature", self.uuid)

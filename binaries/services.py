@@ -6,7 +6,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from binaries import lifecycle, uploads
+from binaries import lifecycle, signatures, uploads
 from binaries.errors import Conflict, InvalidInput
 from binaries.models import Artifact, ArtifactVersion, Binary, State
 from binaries.validation import (
@@ -185,6 +185,14 @@ def binary_request_state(*, binary: Binary, to: Any, actor: Actor, reason: str =
         )
     if to == State.DESTROYED:
         return uploads.destroy(binary=binary, actor=actor, reason=reason)
+    if to == State.SIGNED:
+        binary.refresh_from_db()
+        signatures.require_live_signature_for_signed(binary)
+        if binary.state == State.SIGNED:
+            return binary  # clients of the hosted platform ask for it after signing
+        return lifecycle.transition(
+            binary, to=to, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
+        )
     if to not in lifecycle.CLIENT_MOVES:
         binary.refresh_from_db()
         raise lifecycle.TransitionRefused(

@@ -11,6 +11,10 @@ class Actor:
     label: str
     user: Any = None
     api_key: ApiKey | None = None
+    ip: str | None = None
+
+    def with_ip(self, ip: str | None) -> "Actor":
+        return Actor(label=self.label, user=self.user, api_key=self.api_key, ip=ip)
 
     @classmethod
     def for_user(cls, user: Any) -> "Actor":

@@ -97,3 +97,32 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEvent(models.Model):
+    """Who did what, for everything that is not a lifecycle move (those are BinaryEvents)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=160)
+    action = models.CharField(max_length=64)
+    object_prn = models.CharField(max_length=256, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [
+            models.Index(fields=["organization", "at", "id"]),
+            models.Index(fields=["organization", "action", "at"]),
+            models.Index(fields=["object_prn", "at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_prn} by {self.actor_label}"
