@@ -44,3 +44,32 @@ def clean_abandoned_uploads(now: datetime | None = None) -> list[Binary]:
             )
         cleaned.append(binary)
     return cleaned
+
+
+def discard_destroyed_content(binary_id: int) -> bool:
+    """Delete a destroyed binary's content and confirm it; True when it is gone."""
+    binary = (
+        Binary.objects.select_related("organization")
+        .filter(pk=binary_id, state=State.DESTROYED, content_deleted_at__isnull=True)
+        .first()
+    )
+    if binary is None:
+        return True
+    backend = storage.get()
+    backend.delete(binary)
+    if backend.exists(binary):
+        raise storage.StorageError(f"The content of {binary.prn} is still in storage.")
+    Binary.objects.filter(pk=binary.pk).update(content_deleted_at=timezone.now())
+    return True
+
+
+def destroyed_with_content(now: datetime | None = None) -> list[int]:
+    """Destroyed binaries whose content deletion is not yet confirmed (after a grace period)."""
+    now = now or timezone.now()
+    return list(
+        Binary.objects.filter(
+            state=State.DESTROYED,
+            content_deleted_at__isnull=True,
+            updated_at__lt=now - timedelta(minutes=10),
+        ).values_list("pk", flat=True)
+    )

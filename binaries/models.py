@@ -97,6 +97,8 @@ class Binary(models.Model):
     integrity_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
     verification_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     scrubbed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set once a destroyed binary's content is confirmed gone from storage.
+    content_deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The object store's multipart upload in progress (S3), if any.
     upload_id = models.CharField(max_length=1024, null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

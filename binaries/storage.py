@@ -104,6 +104,18 @@ def read_part_token(token: str) -> dict[str, Any]:
     return signing.Signer(salt=PART_SALT).unsign_object(token)
 
 
+DOWNLOAD_SALT = "peridio.binary-download"
+
+
+def sign_download_token(binary: Binary, expires_at: datetime) -> str:
+    payload = {"b": binary.uuid.hex, "h": binary.verified_hash, "e": int(expires_at.timestamp())}
+    return signing.Signer(salt=DOWNLOAD_SALT).sign_object(payload)
+
+
+def read_download_token(token: str) -> dict[str, Any]:
+    return signing.Signer(salt=DOWNLOAD_SALT).unsign_object(token)
+
+
 # --- Filesystem ---------------------------------------------------------------------------
 
 
@@ -276,6 +288,10 @@ class FilesystemStorage:
 
     def exists(self, binary: Binary) -> bool:
         return self.object_path(binary).exists()
+
+    def download_url(self, binary: Binary, expires_at: datetime, base_url: str) -> str:
+        token = sign_download_token(binary, expires_at)
+        return base_url.rstrip("/") + reverse("binary_download", args=[token])
 
     def size(self, binary: Binary) -> int:
         return self.object_path(binary).stat().st_size
@@ -493,6 +509,25 @@ class S3Storage:
             self.client.delete_object,
             Bucket=self.bucket,
             Key=self.key(binary),
+        )
+
+    def download_url(self, binary: Binary, expires_at: datetime, base_url: str) -> str:
+        """A presigned GET, or a CloudFront-signed URL when django-storages has the keys."""
+        from django.utils import timezone
+
+        expires_in = max(1, int((expires_at - timezone.now()).total_seconds()))
+        if getattr(self.backend, "cloudfront_signer", None) and self.backend.custom_domain:
+            return self.backend.url(object_key(binary), expire=expires_in)
+        return self._call(
+            "sign a download URL",
+            self.client.generate_presigned_url,
+            ClientMethod="get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": self.key(binary),
+                "ResponseContentDisposition": content_disposition(binary),
+            },
+            ExpiresIn=expires_in,
         )
 
     def exists(self, binary: Binary) -> bool:

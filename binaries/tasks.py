@@ -60,4 +60,22 @@ def scrub(limit: int = 10) -> int:
 
 @shared_task(acks_late=True, ignore_result=True)
 def clean_abandoned_uploads() -> int:
+    for binary_id in janitor.destroyed_with_content():
+        enqueue_discard(binary_id)
     return len(janitor.clean_abandoned_uploads())
+
+
+def enqueue_discard(binary_id: int) -> None:
+    """Delete a destroyed binary's content after commit; retried until it is gone."""
+    try:
+        discard_content.delay(binary_id)
+    except Exception:  # the janitor retries binaries whose content is not confirmed gone
+        log.exception("Could not queue content deletion of binary %s", binary_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
+def discard_content(self, binary_id: int) -> bool:
+    try:
+        return janitor.discard_destroyed_content(binary_id)
+    except storage.StorageError as exc:
+        raise self.retry(exc=exc, countdown=min(2 ** min(self.request.retries, 10), 600)) from exc

@@ -4,16 +4,20 @@ They are CSRF-exempt and take no session or API key: a client never sends its ke
 The request body is read as a stream, never as request.body.
 """
 
+import re
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from django.core import signing
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from binaries import storage, uploads
+from binaries import downloads, storage, uploads
 from binaries.errors import DomainError
-from binaries.models import PartState
+from binaries.models import Binary, PartState
 from binaries.serializers import binary_part_data
 
 
@@ -49,4 +53,103 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     response = JsonResponse({"binary_part": binary_part_data(part)}, status=status)
     if status != 200:
         response["Connection"] = "close"  # we may not have read the whole body
+    return response
+
+
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
+    """(start, end inclusive) for a single satisfiable range; None to send it all;
+    "unsatisfiable" for a 416."""
+    match = RANGE_RE.match(header.strip())
+    if not match:
+        return None  # multiple or malformed ranges: ignore the header (RFC 9110 allows it)
+    first, last = match.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        length = int(last)
+        if length == 0:
+            return "unsatisfiable"
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or (last != "" and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+
+
+def _stream(handle: Any, start: int, length: int) -> Iterator[bytes]:
+    try:
+        handle.seek(start)
+        left = length
+        while left > 0:
+            chunk = handle.read(min(storage.READ_BUFFER, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+    finally:
+        handle.close()
+
+
+@require_http_methods(["GET", "HEAD"])
+def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
+    """A signed binary's content, streamed, resumable with HTTP Range (filesystem backend)."""
+    try:
+        payload = storage.read_download_token(token)
+    except signing.BadSignature:
+        return error(
+            403, "url_tampered", "This download URL was altered or is not ours; ask for a new one."
+        )
+    if payload["e"] < time.time():
+        return error(403, "url_expired", "This download URL has expired; ask for a new one.")
+    binary = (
+        Binary.objects.select_related("organization", "artifact_version__artifact")
+        .filter(uuid=payload["b"])
+        .first()
+    )
+    if binary is None:
+        return error(404, "not_found", "No such binary.")
+    problem = downloads.refusal(binary)
+    if problem is not None:
+        assert isinstance(problem, DomainError)
+        return error(problem.status, problem.code, problem.message)
+    if binary.verified_hash != payload["h"]:
+        return error(410, "gone", "The content this URL was issued for is gone.")
+    backend = storage.get()
+    try:
+        handle = backend.open(binary)
+    except storage.ContentMissing:
+        return error(410, "gone", "The content of this binary is no longer stored.")
+    size = binary.size or 0
+    etag = f'"{binary.verified_hash}"'
+    wanted: tuple[int, int] | str | None = None
+    range_header = request.headers.get("Range", "")
+    if_range = request.headers.get("If-Range")
+    if range_header and (if_range is None or if_range.strip() == etag):
+        wanted = _byte_range(range_header, size)
+    if wanted == "unsatisfiable":
+        handle.close()
+        refused = error(416, "range_not_satisfiable", f"The content is {size} bytes long.")
+        refused["Content-Range"] = f"bytes */{size}"
+        return refused
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        status = 206
+    else:
+        start, end, status = 0, size - 1, 200
+    length = max(0, end - start + 1)
+    body: Any = [] if request.method == "HEAD" else _stream(handle, start, length)
+    if request.method == "HEAD":
+        handle.close()
+    response = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")
+    response["Content-Length"] = str(length)
+    response["Accept-Ranges"] = "bytes"
+    response["ETag"] = etag
+    response["Content-Disposition"] = storage.content_disposition(binary)
+    response["Cache-Control"] = "private, no-transform"
+    if status == 206:
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
     return response

@@ -339,15 +339,17 @@ def reset(
 
 
 def destroy(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
-    """Content deleted after commit; the record, its signatures and events stay for ever."""
-    snapshot = Binary.objects.select_related("organization").get(pk=binary.pk)
+    """Content deleted after commit (retried until gone); the record, its signatures and
+    events stay for ever."""
+    from binaries import tasks  # tasks import services; import late to avoid a cycle
+
     return lifecycle.transition(
         binary,
         to=State.DESTROYED,
         actor=actor,
         reason=reason,
         only_from=lifecycle.CLIENT_MOVES[State.DESTROYED],
-        after_commit=lambda: _discard_content(snapshot),
+        after_commit=lambda: tasks.enqueue_discard(binary.pk),
     )
 
 

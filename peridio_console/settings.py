@@ -140,13 +140,13 @@ DOWNLOAD_URL_MAX_TTL_SECONDS = env_int(
 ABANDONED_UPLOAD_DAYS = env_int("ABANDONED_UPLOAD_DAYS", 7, minimum=1)
 
 
-def _s3_options() -> dict:
+def _s3_options() -> dict[str, Any]:
     bucket = env_str("AWS_STORAGE_BUCKET_NAME", "")
     if STORAGE_BACKEND == "s3" and not bucket:
         raise ImproperlyConfigured(
             "AWS_STORAGE_BUCKET_NAME must name a bucket when STORAGE_BACKEND is s3."
         )
-    options = {
+    options: dict[str, Any] = {
         "bucket_name": bucket,
         "endpoint_url": env_str("AWS_S3_ENDPOINT_URL", "") or None,
         "region_name": env_str("AWS_S3_REGION_NAME", "") or None,
@@ -163,6 +163,16 @@ def _s3_options() -> dict:
         "default_acl": None,
         "signature_version": "s3v4",
     }
+    # CloudFront-signed download URLs (django-storages signs them when all three are set).
+    if env_str("AWS_CLOUDFRONT_KEY_ID", ""):
+        options["custom_domain"] = env_str("AWS_S3_CUSTOM_DOMAIN", "") or None
+        options["cloudfront_key_id"] = env_str("AWS_CLOUDFRONT_KEY_ID", "")
+        options["cloudfront_key"] = env_str("AWS_CLOUDFRONT_KEY", "").encode() or None
+        if not options["custom_domain"] or not options["cloudfront_key"]:
+            raise ImproperlyConfigured(
+                "AWS_CLOUDFRONT_KEY_ID needs AWS_S3_CUSTOM_DOMAIN (the distribution's domain) "
+                "and AWS_CLOUDFRONT_KEY (the PEM private key) as well."
+            )
     return options
 
 

@@ -13,6 +13,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("transfer/parts/<str:token>", transfers.part_upload, name="part_upload"),
+    path("transfer/binaries/<str:token>", transfers.binary_download, name="binary_download"),
     path("v1/", api.urls),
     path("v1/<path:rest>", not_found),
 ]

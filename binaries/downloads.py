@@ -1,0 +1,106 @@
+"""Distribution: time-limited download URLs for signed binaries, and their audit trail."""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from binaries import storage
+from binaries.errors import Conflict, Gone, InvalidInput
+from binaries.models import Binary, State
+from peridio_console import audit
+from peridio_console.actors import Actor
+from peridio_console.models import AuditEvent, Organization
+
+ISSUED = "download_url.issued"
+
+
+@dataclass
+class DownloadUrl:
+    url: str
+    expires_at: datetime
+
+
+def refusal(binary: Binary) -> Exception | None:
+    """Why this binary may not be downloaded now, or None."""
+    if binary.state == State.DESTROYED:
+        return Gone(
+            "The binary was destroyed; its content is gone and it cannot be downloaded.",
+            code="destroyed",
+        )
+    if binary.state != State.SIGNED:
+        return Conflict(
+            f"The binary is {binary.state}; only signed binaries can be downloaded.",
+            code="not_signed",
+        )
+    if binary.integrity_failed_at is not None:
+        return Conflict(f"Downloads are refused: {binary.last_error}", code="integrity_failed")
+    if not binary.signatures.filter(revoked_at__isnull=True).exists():
+        return Conflict(
+            "Downloads are refused: every signature of this binary was revoked with its key; "
+            "sign it again with a live key.",
+            code="signature_revoked",
+        )
+    return None
+
+
+def clean_expires_in(value: Any) -> int:
+    if value is None:
+        return settings.DOWNLOAD_URL_TTL_SECONDS
+    maximum = settings.DOWNLOAD_URL_MAX_TTL_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise InvalidInput(
+            f"expires_in must be a whole number of seconds from 1 to {maximum}; got {value!r}.",
+            field="expires_in",
+        )
+    return value
+
+
+def issue_url(
+    *, binary: Binary, actor: Actor, base_url: str, expires_in: Any = None
+) -> DownloadUrl:
+    seconds = clean_expires_in(expires_in)
+    binary.refresh_from_db()
+    problem = refusal(binary)
+    if problem is not None:
+        raise problem
+    expires_at = timezone.now() + timedelta(seconds=seconds)
+    url = storage.get().download_url(binary, expires_at, base_url)
+    audit.record(
+        organization=binary.organization,
+        actor=actor,
+        action=ISSUED,
+        object_prn=binary.prn,
+        details={"expires_at": expires_at.isoformat(), "target": binary.target},
+    )
+    return DownloadUrl(url=url, expires_at=expires_at)
+
+
+def daily_counts(
+    organization: Organization, *, binary: Binary | None = None, days: int = 30
+) -> list[dict[str, Any]]:
+    """Download URLs issued per day over the last `days` days, zero-filled, oldest first."""
+    if days not in (7, 30, 90):
+        raise InvalidInput(f"days must be 7, 30 or 90; got {days!r}.", field="days")
+    today = timezone.now().date()
+    first = today - timedelta(days=days - 1)
+    events = AuditEvent.objects.filter(
+        organization=organization, action=ISSUED, at__date__gte=first
+    )
+    if binary is not None:
+        events = events.filter(object_prn=binary.prn)
+    counted: dict[date, int] = {
+        row["day"]: row["n"]
+        for row in events.annotate(day=TruncDate("at")).values("day").annotate(n=Count("id"))
+    }
+    return [
+        {
+            "date": (first + timedelta(days=i)).isoformat(),
+            "count": counted.get(first + timedelta(days=i), 0),
+        }
+        for i in range(days)
+    ]
