@@ -2,10 +2,16 @@
 
 from typing import TypeVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Prefetch, QuerySet
 
 from binaries.errors import InvalidInput, NotFound
-from binaries.models import Artifact, ArtifactVersion, Binary
+from binaries.models import Artifact, ArtifactVersion, Binary, BinarySignature
+from binaries.search import (
+    ARTIFACT_FIELDS,
+    ARTIFACT_VERSION_FIELDS,
+    BINARY_FIELDS,
+    search_filter,
+)
 from peridio_console.models import Organization
 from peridio_console.prn import MalformedPRN, parse_prn
 
@@ -44,8 +50,11 @@ def artifact_versions(organization: Organization) -> QuerySet[ArtifactVersion]:
 
 
 def binaries(organization: Organization) -> QuerySet[Binary]:
-    return Binary.objects.filter(organization=organization).select_related(
-        "organization", "artifact_version", "artifact_version__artifact"
+    signatures = BinarySignature.objects.select_related("signing_key").order_by("created_at", "id")
+    return (
+        Binary.objects.filter(organization=organization)
+        .select_related("organization", "artifact_version", "artifact_version__artifact")
+        .prefetch_related(Prefetch("signatures", queryset=signatures))
     )
 
 
@@ -61,3 +70,47 @@ def get_artifact_version(
 
 def get_binary(organization: Organization, prn: str, field: str = "prn") -> Binary:
     return _get(binaries(organization), organization, prn, "binary", field)
+
+
+# --- Lists for the API: filters and the search language; pagination.keyset_page orders them ---
+
+
+def artifact_list(organization: Organization, *, search: str | None = None) -> QuerySet[Artifact]:
+    queryset = artifacts(organization)
+    if search:
+        queryset = queryset.filter(search_filter(search, ARTIFACT_FIELDS, organization))
+    return queryset
+
+
+def artifact_version_list(
+    organization: Organization, *, artifact: Artifact | None = None, search: str | None = None
+) -> QuerySet[ArtifactVersion]:
+    queryset = artifact_versions(organization)
+    if artifact is not None:
+        queryset = queryset.filter(artifact=artifact)
+    if search:
+        queryset = queryset.filter(search_filter(search, ARTIFACT_VERSION_FIELDS, organization))
+    return queryset
+
+
+def binary_list(
+    organization: Organization,
+    *,
+    artifact_version: ArtifactVersion | None = None,
+    target: str | None = None,
+    state: str | None = None,
+    search: str | None = None,
+) -> QuerySet[Binary]:
+    # Only the joins the serializer needs: a page is one query.
+    queryset = Binary.objects.filter(organization=organization).select_related(
+        "organization", "artifact_version"
+    )
+    if artifact_version is not None:
+        queryset = queryset.filter(artifact_version=artifact_version)
+    if target:
+        queryset = queryset.filter(target=target)
+    if state:
+        queryset = queryset.filter(state=state)
+    if search:
+        queryset = queryset.filter(search_filter(search, BINARY_FIELDS, organization))
+    return queryset

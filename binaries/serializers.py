@@ -7,7 +7,14 @@ needs no query beyond the one that loaded the rows with their organization and p
 from datetime import UTC, datetime
 from typing import Any
 
-from binaries.models import Artifact, ArtifactVersion, Binary, BinaryPart
+from binaries.models import (
+    Artifact,
+    ArtifactVersion,
+    Binary,
+    BinaryPart,
+    BinarySignature,
+    SigningKey,
+)
 from peridio_console.prn import format_prn
 
 
@@ -18,7 +25,7 @@ def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _timestamps(obj: Artifact | ArtifactVersion | Binary | BinaryPart) -> dict[str, str | None]:
+def _timestamps(obj: Any) -> dict[str, str | None]:
     created = iso(obj.created_at)
     return {"created_at": created, "inserted_at": created, "updated_at": iso(obj.updated_at)}
 
@@ -46,8 +53,11 @@ def artifact_version_data(version: ArtifactVersion) -> dict[str, Any]:
     }
 
 
-def binary_data(binary: Binary, signatures: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """`signatures` are already-serialized binary_signature objects (none until signing exists)."""
+def binary_data(binary: Binary) -> dict[str, Any]:
+    """A binary with its signatures (prefetch `signatures__signing_key` for lists)."""
+    signatures = list(binary.signatures.all())
+    live = [s for s in signatures if s.revoked_at is None]
+    status = "valid" if live else ("revoked" if signatures else "unsigned")
     return {
         "prn": binary.prn,
         "organization_prn": binary.organization.prn,
@@ -62,7 +72,9 @@ def binary_data(binary: Binary, signatures: list[dict[str, Any]] | None = None) 
         "description": binary.description,
         "last_error": binary.last_error,
         "bytes_hashed": binary.bytes_hashed,
-        "signatures": signatures or [],
+        "signatures": [binary_signature_data(s) for s in signatures],
+        "signature_status": status,
+        "integrity_failed_at": iso(binary.integrity_failed_at),
         **_timestamps(binary),
     }
 
@@ -78,4 +90,31 @@ def binary_part_data(part: BinaryPart) -> dict[str, Any]:
         "state": part.state,
         "last_error": part.last_error,
         **_timestamps(part),
+    }
+
+
+def signing_key_data(key: SigningKey) -> dict[str, Any]:
+    return {
+        "prn": key.prn,
+        "organization_prn": key.organization.prn,
+        "name": key.name,
+        "algorithm": key.algorithm,
+        "value": key.public_key_pem,
+        "keyid": key.keyid,
+        "revoked_at": iso(key.revoked_at),
+        **_timestamps(key),
+    }
+
+
+def binary_signature_data(signature: BinarySignature) -> dict[str, Any]:
+    binary, key = signature.binary, signature.signing_key
+    return {
+        "prn": format_prn(binary.organization.uuid, "binary_signature", signature.uuid),
+        "binary_prn": binary.prn,
+        "signing_key_prn": format_prn(binary.organization.uuid, "signing_key", key.uuid),
+        "keyid": key.keyid,
+        "signature": bytes(signature.signature).hex(),
+        "scheme": signature.scheme,
+        "revoked_at": iso(signature.revoked_at),
+        **_timestamps(signature),
     }

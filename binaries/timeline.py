@@ -1,0 +1,187 @@
+"""The audit timeline: lifecycle moves (BinaryEvent) and everything else (AuditEvent) as one
+list, filtered and keyset-paged on (at, kind, id), newest first by default."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.core import signing
+from django.db.models import F, Q, QuerySet
+
+from binaries.errors import InvalidInput
+from binaries.models import BinaryEvent
+from binaries.serializers import iso
+from peridio_console.models import AuditEvent, Organization
+from peridio_console.prn import MalformedPRN, format_prn, parse_prn
+
+BINARY_EVENT, AUDIT_EVENT = 0, 1
+_SIGNER = signing.Signer(salt="binaries.timeline", sep=".")
+
+
+@dataclass(frozen=True)
+class Filters:
+    action: str | None = None
+    object_prn: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def binary_event_action(event: BinaryEvent) -> str:
+    if not event.from_state:
+        return "binary.created"
+    if event.from_state != event.to_state:
+        return f"binary.{event.to_state}"
+    details = event.details or {}
+    if details.get("requeued"):
+        return "binary.requeued"
+    if "parts_removed" in details:
+        return "binary.upload_cleaned"
+    return "binary.integrity_failed"
+
+
+def _binary_events(organization: Organization, filters: Filters) -> QuerySet[BinaryEvent]:
+    events = BinaryEvent.objects.select_related("binary__organization", "actor_api_key").filter(
+        binary__organization=organization
+    )
+    if filters.object_prn:
+        try:
+            prn = parse_prn(filters.object_prn)
+        except MalformedPRN as exc:
+            raise InvalidInput(f"object: {exc}", field="object") from None
+        events = (
+            events.filter(binary__uuid=prn.id) if prn.type == "binary" and prn.id else events.none()
+        )
+    if filters.action:
+        if not filters.action.startswith("binary."):
+            return events.none()
+        state = filters.action.removeprefix("binary.")
+        if state == "created":
+            events = events.filter(from_state="")
+        elif state in ("requeued", "upload_cleaned", "integrity_failed"):
+            events = events.filter(from_state=F("to_state"))
+            if state == "requeued":
+                events = events.filter(details__has_key="requeued")
+            elif state == "upload_cleaned":
+                events = events.filter(details__has_key="parts_removed")
+            else:
+                events = events.exclude(details__has_key="requeued").exclude(
+                    details__has_key="parts_removed"
+                )
+        else:
+            events = events.filter(to_state=state).exclude(from_state=state).exclude(from_state="")
+    return _common(events, filters)
+
+
+def _audit_events(organization: Organization, filters: Filters) -> QuerySet[AuditEvent]:
+    events = AuditEvent.objects.select_related("actor_api_key").filter(organization=organization)
+    if filters.object_prn:
+        events = events.filter(object_prn=filters.object_prn)
+    if filters.action:
+        events = events.filter(action=filters.action)
+    return _common(events, filters)
+
+
+def _common(events: Any, filters: Filters) -> Any:
+    if filters.actor:
+        events = events.filter(actor_label__icontains=filters.actor)
+    if filters.since:
+        events = events.filter(at__gte=filters.since)
+    if filters.until:
+        events = events.filter(at__lt=filters.until)
+    return events
+
+
+def _before(kind: int, cursor: tuple[datetime, int, int], order: str) -> Q:
+    at, ckind, cid = cursor
+    if order == "desc":
+        same_at = Q(id__lt=cid) if kind == ckind else (Q() if kind < ckind else Q(pk__in=[]))
+        return Q(at__lt=at) | (Q(at=at) & same_at)
+    same_at = Q(id__gt=cid) if kind == ckind else (Q() if kind > ckind else Q(pk__in=[]))
+    return Q(at__gt=at) | (Q(at=at) & same_at)
+
+
+def entry(kind: int, event: Any) -> dict[str, Any]:
+    common = {
+        "at": iso(event.at),
+        "actor": event.actor_label,
+        "actor_api_key": event.actor_api_key.prefix if event.actor_api_key else None,
+    }
+    if kind == BINARY_EVENT:
+        return {
+            "id": f"be_{event.pk}",
+            "action": binary_event_action(event),
+            "object_prn": format_prn(event.binary.organization.uuid, "binary", event.binary.uuid),
+            "from_state": event.from_state or None,
+            "to_state": event.to_state,
+            "reason": event.reason,
+            "details": event.details,
+            "ip": None,
+            **common,
+        }
+    return {
+        "id": f"ae_{event.pk}",
+        "action": event.action,
+        "object_prn": event.object_prn,
+        "from_state": None,
+        "to_state": None,
+        "reason": "",
+        "details": event.details,
+        "ip": event.ip,
+        **common,
+    }
+
+
+def _decode(page: str) -> tuple[str, tuple[datetime, int, int]]:
+    try:
+        data = _SIGNER.unsign_object(page)
+        return data["o"], (datetime.fromisoformat(data["t"]), int(data["k"]), int(data["i"]))
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise InvalidInput(
+            "page must be a next_page value returned by this list; this one was altered.",
+            field="page",
+            code="invalid_page",
+        ) from None
+
+
+def page(
+    organization: Organization,
+    filters: Filters,
+    *,
+    limit: int = 50,
+    order: str = "desc",
+    cursor_text: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    if order not in ("asc", "desc"):
+        raise InvalidInput(f"order must be asc or desc; got {order!r}.", field="order")
+    cursor = None
+    if cursor_text:
+        order, cursor = _decode(cursor_text)
+    prefix = "-" if order == "desc" else ""
+    rows: list[tuple[datetime, int, int, Any]] = []
+    for kind, queryset in (
+        (BINARY_EVENT, _binary_events(organization, filters)),
+        (AUDIT_EVENT, _audit_events(organization, filters)),
+    ):
+        if cursor is not None:
+            queryset = queryset.filter(_before(kind, cursor, order))
+        for event in queryset.order_by(f"{prefix}at", f"{prefix}id")[: limit + 1]:
+            rows.append((event.at, kind, event.pk, event))
+    rows.sort(key=lambda r: (r[0], r[1], r[2]), reverse=order == "desc")
+    shown = rows[:limit]
+    next_page = None
+    if len(rows) > limit and shown:
+        at, kind, pk, _ = shown[-1]
+        next_page = _SIGNER.sign_object({"o": order, "t": at.isoformat(), "k": kind, "i": pk})
+    return [entry(kind, event) for _, kind, _, event in shown], next_page
+
+
+def iterate(organization: Organization, filters: Filters) -> Iterator[dict[str, Any]]:
+    """Every entry of the filtered view, oldest first, fetched a page at a time."""
+    cursor: str | None = None
+    first = True
+    while first or cursor:
+        first = False
+        entries, cursor = page(organization, filters, limit=500, order="asc", cursor_text=cursor)
+        yield from entries
