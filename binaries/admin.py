@@ -43,7 +43,7 @@ def _move(request: HttpRequest, queryset: QuerySet[Binary], to: str, reason: str
             services.binary_request_state(binary=binary, to=to, actor=actor, reason=reason)
             moved += 1
         except DomainError as exc:
-            messages.error(request, f"{binary.prn}: {exc.message}")
+            messages.error(request, f"Binary {binary.prn}: {exc.message}")
     if moved:
         messages.success(request, f"Moved {moved} binar{'y' if moved == 1 else 'ies'} to {to}.")
 

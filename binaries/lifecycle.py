@@ -93,7 +93,8 @@ def transition(
         )
         if changed != 1:
             current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
-            raise TransitionRefused(current, to, set(ALLOWED[current]))
+            shown = allowed_client_moves(current) if only_from is not None else ALLOWED[current]
+            raise TransitionRefused(current, to, set(shown))
         BinaryEvent.objects.create(
             binary_id=binary.pk,
             actor_user=actor.user,

@@ -6,8 +6,8 @@ from typing import Any
 
 from binaries.errors import InvalidInput
 
-TARGET_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+TARGET_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_SIZE = 53_687_091_200_000  # 50 TB
 MAX_DESCRIPTION = 256
 MAX_METADATA_BYTES = 1_000_000
@@ -24,7 +24,7 @@ STANDARD_TARGETS = (
 
 
 def clean_target(value: Any) -> str:
-    if not isinstance(value, str) or not TARGET_RE.match(value):
+    if not isinstance(value, str) or not TARGET_RE.fullmatch(value):
         raise InvalidInput(
             "target must be 1-128 characters of letters, digits, '.', '_' or '-' "
             f"(e.g. arm-linux-gnueabihf, custom-soc-v1 or universal); got {value!r}.",
@@ -38,7 +38,7 @@ def clean_hash(value: Any, field: str = "hash") -> str:
     text = value.strip() if isinstance(value, str) else value
     if isinstance(text, str) and text.lower().startswith("sha256:"):
         text = text[7:]
-    if not isinstance(text, str) or not HEX64_RE.match(text):
+    if not isinstance(text, str) or not HEX64_RE.fullmatch(text):
         shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
         raise InvalidInput(
             f"{field} must be a SHA-256 as sha256:<64 hex digits> or <64 hex digits>; "
@@ -78,7 +78,7 @@ def clean_custom_metadata(value: Any) -> dict:
             field="custom_metadata",
         )
     try:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"custom_metadata must be plain JSON; {exc}.", field="custom_metadata"

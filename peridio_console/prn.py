@@ -66,8 +66,13 @@ def parse_prn(raw: str, expected_type: str | None = None) -> PRN:
             )
         prn = PRN(org, parts[3], _uuid(parts[4], parts[3], raw))
     if expected_type is not None and prn.type != expected_type:
+        form = (
+            "prn:1:<organization-uuid>"
+            if expected_type == "organization"
+            else f"prn:1:<organization-uuid>:{expected_type}:<uuid>"
+        )
+        article = "an" if expected_type[0] in "aeiou" else "a"
         raise MalformedPRN(
-            f"{raw!r} is a PRN of type {prn.type}; expected a {expected_type} PRN "
-            f"(prn:1:<organization-uuid>:{expected_type}:<uuid>)."
+            f"{raw!r} is a PRN of type {prn.type}; expected {article} {expected_type} PRN ({form})."
         )
     return prn

@@ -58,7 +58,6 @@ def version(org):
 
 from tests.storage_fixtures import backend, s3_server  # noqa: E402, F401
 
-
 # --- JSON API clients, one API key each (tests/api_helpers.py) ---
 
 
@@ -89,3 +88,9 @@ def outsider_api(outsider_membership):
     from tests.api_helpers import ApiClient
 
     return ApiClient.for_membership(outsider_membership)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # UserFactory sets a password; the production hasher costs ~0.3 s per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
