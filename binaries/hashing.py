@@ -105,6 +105,13 @@ def verify(binary_id: int) -> str:
         return "superseded"
     except storage.ContentMissing as exc:
         return _fail(binary, guard, f"The content is missing from storage ({exc}); upload again.")
+    except storage.StorageError:
+        # The task retries: let that retry take this run over at once (no heartbeat), and
+        # mark a verification as in flight so the sweeper does not queue a second one.
+        Binary.objects.filter(pk=binary.pk, **guard).update(
+            hashing_heartbeat_at=None, verification_queued_at=timezone.now()
+        )
+        raise
     binary.refresh_from_db()
     if size != binary.size:
         return _fail(
@@ -148,11 +155,15 @@ def sweep(now: datetime | None = None) -> list[int]:
     """Binaries whose verification stalled or was never queued; returns the re-queued ids."""
     now = now or timezone.now()
     stalled_before = now - timedelta(seconds=settings.HASHING_STALL_SECONDS)
+    # No task in flight: never queued, or queued longer ago than a run may go without progress
+    # (a re-queue that no worker has picked up yet is not queued again at every pass).
+    not_in_flight = Q(verification_queued_at__isnull=True) | Q(
+        verification_queued_at__lt=stalled_before
+    )
+    stalled = Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=stalled_before)
     stuck = Binary.objects.filter(
-        Q(state=State.HASHING, hashing_heartbeat_at__lt=stalled_before)
-        | Q(state=State.HASHING, hashing_heartbeat_at__isnull=True)
-        | Q(state=State.HASHABLE, verification_queued_at__isnull=True)
-        | Q(state=State.HASHABLE, verification_queued_at__lt=stalled_before)
+        (Q(state=State.HASHING) & stalled & not_in_flight)
+        | (Q(state=State.HASHABLE) & not_in_flight)
     )
     requeued = []
     for binary in stuck:
@@ -186,7 +197,11 @@ def scrub_one(binary: Binary) -> str:
         f"Integrity check failed: the stored content is sha256:{found or 'missing'} "
         f"({size} bytes) but sha256:{binary.verified_hash} was verified; downloads are refused."
     )
-    Binary.objects.filter(pk=binary.pk).update(integrity_failed_at=now, last_error=message)
+    # Only a binary still signed: one destroyed meanwhile lost its content on purpose.
+    if not Binary.objects.filter(
+        pk=binary.pk, state=State.SIGNED, integrity_failed_at__isnull=True
+    ).update(integrity_failed_at=now, last_error=message):
+        return "skipped"
     lifecycle.record_event(
         binary, actor=SCRUBBER, reason=message, details={"found": found, "size": size}
     )

@@ -101,10 +101,7 @@ def binary_list(
     state: str | None = None,
     search: str | None = None,
 ) -> QuerySet[Binary]:
-    # Only the joins the serializer needs: a page is one query.
-    queryset = Binary.objects.filter(organization=organization).select_related(
-        "organization", "artifact_version"
-    )
+    queryset = binaries(organization)  # with the joins and prefetches the serializer needs
     if artifact_version is not None:
         queryset = queryset.filter(artifact_version=artifact_version)
     if target:

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import shutil
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -170,7 +171,7 @@ class FilesystemStorage:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, max(part.size, 1), start)
+                _lock_range(fd, start, max(part.size, 1))
             except OSError as exc:
                 if exc.errno in (errno.EACCES, errno.EAGAIN):
                     raise PartBusy(
@@ -178,6 +179,10 @@ class FilesystemStorage:
                         "wait for it to finish or retry later."
                     ) from None
                 raise
+            if still_current is not None and not still_current():
+                # Declared again while this request waited: its bytes must not land on the
+                # new declaration's (already written in place, perhaps).
+                return PartCheck(PartState.UPLOADABLE, "superseded")
             digest = hashlib.sha256()
             received = 0
             position = start
@@ -301,6 +306,21 @@ class FilesystemStorage:
         if not self.root.exists():
             return []
         return sorted(str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file())
+
+
+def _lock_range(fd: int, start: int, length: int) -> None:
+    """Lock [start, start + length) of fd's file for writing, or raise OSError (EAGAIN/EACCES).
+
+    On Linux an open file description lock: it belongs to this open file, so two threads of one
+    process (gthread workers) exclude each other, and closing another descriptor of the file
+    does not drop it. POSIX record locks (lockf) do neither; they remain the fallback elsewhere.
+    """
+    ofd_setlk = getattr(fcntl, "F_OFD_SETLK", None)
+    if ofd_setlk is None:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+        return
+    # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padding.
+    fcntl.fcntl(fd, ofd_setlk, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0))
 
 
 def _copy_range(src_fd: int, dst_fd: int, count: int, dst_offset: int) -> None:

@@ -49,11 +49,10 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
         return error(409, "part_busy", str(exc))
     except DomainError as exc:
         return error(exc.status, exc.code, exc.message)
+    # No "Connection: close" on a refusal: WSGI forbids hop-by-hop headers (wsgiref servers
+    # answer 500, gunicorn drops it); servers close or drain a body the view left unread.
     status = 200 if part.state == PartState.VALID else 422
-    response = JsonResponse({"binary_part": binary_part_data(part)}, status=status)
-    if status != 200:
-        response["Connection"] = "close"  # we may not have read the whole body
-    return response
+    return JsonResponse({"binary_part": binary_part_data(part)}, status=status)
 
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")

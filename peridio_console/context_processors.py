@@ -1,5 +1,6 @@
 from django.http import HttpRequest
 
+from peridio_console.models import Role, role_allows
 from peridio_console.views import current_membership
 
 
@@ -10,6 +11,9 @@ def organization(request: HttpRequest) -> dict:
     return {
         "membership": membership,
         "organization": membership.organization if membership else None,
+        # What to show; every write view checks the role again on the server.
+        "can_write": bool(membership and role_allows(membership.role, Role.ENGINEER)),
+        "is_admin": bool(membership and membership.role == Role.ADMIN),
         "memberships": request.user.memberships.select_related("organization").order_by(
             "organization__name"
         ),

@@ -1,11 +1,13 @@
 """Account pages: the dashboard and the organization switcher."""
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from peridio_console.models import Membership
+from peridio_console.actors import Actor
+from peridio_console.models import Membership, Role, role_allows
 
 SESSION_ORG = "organization_slug"
 
@@ -24,6 +26,29 @@ def current_membership(request: HttpRequest) -> Membership | None:
     )
     request._membership = membership  # type: ignore[attr-defined]
     return membership
+
+
+def membership_or_404(request: HttpRequest) -> Membership:
+    """The current membership; a user in no organization has nothing to see here."""
+    membership = current_membership(request)
+    if membership is None:
+        raise Http404("You are not a member of any organization.")
+    return membership
+
+
+def require_role(membership: Membership, needed: str, doing: str) -> None:
+    """403 unless the member's role is at least `needed`, whatever the page showed them."""
+    if not role_allows(membership.role, needed):
+        above = " or admin" if needed == Role.ENGINEER else ""
+        raise PermissionDenied(
+            f"{doing[:1].upper()}{doing[1:]} needs the {needed}{above} role; you are "
+            f"{'an' if membership.role[:1] in 'aeiou' else 'a'} {membership.role} in "
+            f"{membership.organization.name}."
+        )
+
+
+def console_actor(request: HttpRequest) -> Actor:
+    return Actor.for_user(request.user).with_ip(request.META.get("REMOTE_ADDR") or None)
 
 
 @require_GET
