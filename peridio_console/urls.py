@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from binaries import transfers
 from binaries.api import api, not_found
@@ -16,4 +16,5 @@ urlpatterns = [
     path("transfer/binaries/<str:token>", transfers.binary_download, name="binary_download"),
     path("v1/", api.urls),
     path("v1/<path:rest>", not_found),
+    path("", include("binaries.urls")),
 ]
