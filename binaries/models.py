@@ -126,6 +126,7 @@ class Binary(models.Model):
             models.Index(fields=["created_at"]),
             models.Index(fields=["organization", "created_at", "id"]),
             models.Index(fields=["artifact_version", "created_at", "id"]),
+            models.Index(fields=["organization", "target", "created_at", "id"]),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,96 @@
+"""API keys in the Authorization header, and the role checks every write makes.
+
+`Authorization: Bearer pdo_<prefix>_<secret>` or `Authorization: Token pdo_<prefix>_<secret>`.
+The key names the organization; the role is its user's membership there.
+"""
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+from ninja.security.http import HttpAuthBase
+
+from binaries.errors import DomainError, PermissionDenied
+from peridio_console.actors import Actor
+from peridio_console.models import ApiKey, Organization, Role, role_allows
+from peridio_console.services import api_key_authenticate, role_of
+
+SCHEMES = ("bearer", "token")
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+    code = "unauthorized"
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    api_key: ApiKey
+    organization: Organization
+    actor: Actor
+    role: str
+
+
+def _credential(header: str) -> str:
+    if not header.strip():
+        raise NotAuthenticated(
+            "Send an API key in the Authorization header: `Authorization: Bearer <API key>`."
+        )
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() not in SCHEMES:
+        raise NotAuthenticated(
+            "The Authorization header must be `Bearer <API key>` or `Token <API key>`."
+        )
+    if not parts[1].isascii() or not parts[1].isprintable():
+        raise NotAuthenticated("This API key is not valid: it is unknown, revoked or malformed.")
+    return parts[1]
+
+
+def authenticate_header(header: str) -> ApiContext:
+    key = api_key_authenticate(_credential(header))
+    if key is None:
+        raise NotAuthenticated("This API key is not valid: it is unknown, revoked or malformed.")
+    role = role_of(key.user, key.organization)
+    if role is None:
+        raise NotAuthenticated(
+            f"This API key's user is no longer a member of {key.organization.slug}; "
+            "ask an admin for a new key."
+        )
+    return ApiContext(
+        api_key=key, organization=key.organization, actor=Actor.for_api_key(key), role=role
+    )
+
+
+class ApiKeyAuth(HttpAuthBase):
+    openapi_scheme = "bearer"
+    openapi_description = "An API key: `Authorization: Bearer pdo_…` (or `Token pdo_…`)."
+
+    def __call__(self, request: HttpRequest) -> ApiContext:
+        return authenticate_header(request.headers.get("Authorization", ""))
+
+
+def api_context(request: HttpRequest) -> ApiContext:
+    """The context the auth step attached to this request."""
+    context = getattr(request, "auth", None)
+    if not isinstance(context, ApiContext):
+        raise NotAuthenticated("This request is not authenticated.")
+    return context
+
+
+def require_role(context: ApiContext, needed: str, doing: str) -> None:
+    """Refuse with a 403 naming the role `doing` needs when the key's user has less."""
+    if role_allows(context.role, needed):
+        return
+    above = " or admin" if needed == Role.ENGINEER else ""
+    article = "an" if context.role[:1] in "aeiou" else "a"
+    raise PermissionDenied(
+        f"{doing[:1].upper()}{doing[1:]} needs the {needed}{above} role; this API key belongs "
+        f"to {context.api_key.user.get_username()}, {article} {context.role} in "
+        f"{context.organization.slug}."
+    )
+
+
+def writer(request: HttpRequest, doing: str) -> ApiContext:
+    """The context of a request that changes something: engineers and admins only."""
+    context = api_context(request)
+    require_role(context, Role.ENGINEER, doing)
+    return context
