@@ -13,8 +13,8 @@ from ninja import NinjaAPI, Query, Router, Status
 from ninja.errors import ValidationError, ValidationErrorContext
 from pydantic import BaseModel
 
-from binaries import selectors, serializers, services
-from binaries.api_auth import ApiKeyAuth, api_context, writer
+from binaries import api_audit, api_parts, api_signing, selectors, serializers, services
+from binaries.api_auth import ApiKeyAuth, ConsoleSessionAuth, api_context, writer
 from binaries.api_errors import JSONBodyParser, install_error_handlers
 from binaries.api_schemas import (
     ArtifactCreateIn,
@@ -73,7 +73,7 @@ api = PeridioAPI(
     description="Artifacts, artifact versions and binaries. Authenticate with "
     "`Authorization: Bearer <API key>`.",
     urls_namespace="api",
-    auth=ApiKeyAuth(),
+    auth=[ConsoleSessionAuth(), ApiKeyAuth()],
     parser=JSONBodyParser(),
     openapi_url="/openapi.json",
     docs_url="/docs",
@@ -299,6 +299,11 @@ def destroy_binary(
 api.add_router("/artifacts", artifacts)
 api.add_router("/artifact_versions", artifact_versions)
 api.add_router("/binaries", binaries)
+api.add_router("/", api_parts.router)
+api.add_router("/signing_keys", api_signing.signing_keys)
+api.add_router("/binary_signatures", api_signing.binary_signatures)
+api.add_router("/", api_audit.distribution)
+api.add_router("/", api_audit.audit)
 
 
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:

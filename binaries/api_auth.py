@@ -7,7 +7,9 @@ The key names the organization; the role is its user's membership there.
 from dataclasses import dataclass
 
 from django.http import HttpRequest
+from ninja.security.base import AuthBase
 from ninja.security.http import HttpAuthBase
+from ninja.utils import check_csrf
 
 from binaries.errors import DomainError, PermissionDenied
 from peridio_console.actors import Actor
@@ -24,7 +26,7 @@ class NotAuthenticated(DomainError):
 
 @dataclass(frozen=True)
 class ApiContext:
-    api_key: ApiKey
+    api_key: ApiKey | None  # None when the console's own session calls the API
     organization: Organization
     actor: Actor
     role: str
@@ -83,9 +85,13 @@ def require_role(context: ApiContext, needed: str, doing: str) -> None:
     above = " or admin" if needed == Role.ENGINEER else ""
     article = "an" if context.role[:1] in "aeiou" else "a"
     raise PermissionDenied(
-        f"{doing[:1].upper()}{doing[1:]} needs the {needed}{above} role; this API key belongs "
-        f"to {context.api_key.user.get_username()}, {article} {context.role} in "
-        f"{context.organization.slug}."
+        f"{doing[:1].upper()}{doing[1:]} needs the {needed}{above} role; "
+        + (
+            f"this API key belongs to {context.api_key.user.get_username()}"
+            if context.api_key
+            else f"you are {context.actor.label}"
+        )
+        + f", {article} {context.role} in {context.organization.slug}."
     )
 
 
@@ -94,3 +100,35 @@ def writer(request: HttpRequest, doing: str) -> ApiContext:
     context = api_context(request)
     require_role(context, Role.ENGINEER, doing)
     return context
+
+
+class ConsoleSessionAuth(AuthBase):
+    """The console's own pages call the API with the logged-in session (and its CSRF token).
+
+    It steps aside for requests that carry an Authorization header, so API-key clients never
+    meet a CSRF check, and for anonymous requests, which the API-key check then refuses.
+    """
+
+    openapi_type = "apiKey"
+    openapi_in = "cookie"
+    openapi_name = "sessionid"
+    openapi_description = "The console's session cookie (with the X-CSRFToken header on writes)."
+
+    def __call__(self, request: HttpRequest) -> ApiContext | None:
+        from peridio_console.views import current_membership
+
+        if "Authorization" in request.headers or not request.user.is_authenticated:
+            return None
+        if request.method not in ("GET", "HEAD", "OPTIONS") and check_csrf(request):
+            raise PermissionDenied(
+                "The console's CSRF token is missing or wrong; reload the page and try again."
+            )
+        membership = current_membership(request)
+        if membership is None:
+            return None
+        return ApiContext(
+            api_key=None,
+            organization=membership.organization,
+            actor=Actor.for_user(request.user),
+            role=membership.role,
+        )

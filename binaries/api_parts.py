@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.http import HttpRequest
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 
 from binaries import selectors, uploads
 from binaries.api_auth import api_context, writer
@@ -39,7 +39,7 @@ def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn)
     data = binary_part_data(declared.part)
     data["presigned_upload_url"] = declared.upload_url
     data["expires_at"] = iso(declared.expires_at)
-    return 201, {"binary_part": data}
+    return Status(201, {"binary_part": data})
 
 
 @router.get("/binaries/{prn}/parts", response=dict[str, Any])
