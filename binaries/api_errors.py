@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, UnreadablePostError
 from django.utils.datastructures import MultiValueDict
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
 from binaries.errors import DomainError, InvalidInput
+from binaries.storage import StorageError
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
@@ -224,6 +226,27 @@ def install_error_handlers(api: "NinjaAPI") -> None:
     def on_404(request: HttpRequest, exc: Any) -> HttpResponse:
         return respond(request, 404, error_body("not_found", "Not found."))
 
+    def on_database_down(request: HttpRequest, exc: Any) -> HttpResponse:
+        logger.error("Database unavailable in %s %s: %s", request.method, request.path, exc)
+        message = (
+            "The database is unreachable right now; nothing was changed. Try again in a moment."
+        )
+        response = respond(request, 503, error_body("unavailable", message))
+        response["Retry-After"] = "5"
+        return response
+
+    def on_storage_error(request: HttpRequest, exc: Any) -> HttpResponse:
+        from binaries.storage import PartBusy
+
+        if isinstance(exc, PartBusy):
+            return respond(request, 409, error_body("part_busy", str(exc)))
+        logger.warning("Object store error in %s %s: %s", request.method, request.path, exc)
+        response = respond(
+            request, 503, error_body("storage_unavailable", f"{exc} Nothing was changed.")
+        )
+        response["Retry-After"] = "5"
+        return response
+
     def on_anything_else(request: HttpRequest, exc: Any) -> HttpResponse:
         logger.exception("Unhandled error in %s %s", request.method, request.path)
         message = "The server failed to handle this request; the error has been logged."
@@ -235,4 +258,7 @@ def install_error_handlers(api: "NinjaAPI") -> None:
     api.add_exception_handler(RequestDataTooBig, on_too_big)
     api.add_exception_handler(UnreadablePostError, on_unreadable)
     api.add_exception_handler(Http404, on_404)
+    api.add_exception_handler(OperationalError, on_database_down)
+    api.add_exception_handler(InterfaceError, on_database_down)
+    api.add_exception_handler(StorageError, on_storage_error)
     api.add_exception_handler(Exception, on_anything_else)

@@ -5,11 +5,12 @@ from django.urls import include, path
 from binaries import transfers
 from binaries.api import api, not_found
 from peridio_console import views
+from peridio_console.auth_views import ThrottledLoginView
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("organizations/switch", views.switch_organization, name="switch_organization"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("transfer/parts/<str:token>", transfers.part_upload, name="part_upload"),
