@@ -9,6 +9,7 @@ write through services, answer with the serializers' shapes.
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI, Query, Router, Status
 from ninja.errors import ValidationError, ValidationErrorContext
 from pydantic import BaseModel
@@ -306,6 +307,7 @@ api.add_router("/", api_audit.distribution)
 api.add_router("/", api_audit.audit)
 
 
+@csrf_exempt
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Unknown paths under /v1 answer in the API's shape, not with an HTML page."""
     return api.create_response(

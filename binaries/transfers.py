@@ -41,7 +41,7 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
             403, "url_expired", "This upload URL has expired; declare the part again for a new URL."
         )
     raw_length = request.META.get("CONTENT_LENGTH") or ""
-    if not raw_length.isdigit():
+    if not (raw_length.isascii() and raw_length.isdigit()):  # "²".isdigit(), but int() fails
         return error(411, "length_required", "Send the part with a Content-Length header.")
     try:
         part = uploads.part_receive(token_payload=payload, stream=request, length=int(raw_length))
@@ -79,18 +79,31 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def _stream(handle: Any, start: int, length: int) -> Iterator[bytes]:
-    try:
-        handle.seek(start)
-        left = length
-        while left > 0:
-            chunk = handle.read(min(storage.READ_BUFFER, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-    finally:
-        handle.close()
+class _stream:  # lowercase: called like the generator it replaced
+    """The bytes [start, start + length) of an open handle, read a buffer at a time.
+
+    The response closes it when it is closed, so the file is closed even when the client goes
+    away before the body is read (a generator that never started would keep it open).
+    """
+
+    def __init__(self, handle: Any, start: int, length: int):
+        self.handle, self.start, self.length = handle, start, length
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            self.handle.seek(self.start)
+            left = self.length
+            while left > 0:
+                chunk = self.handle.read(min(storage.READ_BUFFER, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+        finally:
+            self.handle.close()
+
+    def close(self) -> None:
+        self.handle.close()
 
 
 @require_http_methods(["GET", "HEAD"])
