@@ -286,6 +286,8 @@ class FilesystemStorage:
             return open(self.object_path(binary), "rb", buffering=0)
         except FileNotFoundError:
             raise ContentMissing(f"the content of {binary.prn} is not in storage") from None
+        except OSError as exc:
+            raise StorageError(f"The content of {binary.prn} could not be read ({exc}).") from exc
 
     def delete(self, binary: Binary) -> None:
         self.abort(binary)
@@ -520,7 +522,7 @@ class S3Storage:
             ):
                 raise ContentMissing(f"the content of {binary.prn} is not in storage") from None
             raise
-        return io.BufferedReader(_StreamReader(response["Body"]), READ_BUFFER)
+        return _StreamReader(response["Body"])  # type: ignore[return-value]
 
     def delete(self, binary: Binary) -> None:
         self.abort(binary)
@@ -583,7 +585,14 @@ class _StreamReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self.body.read(len(buffer))
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            data = self.body.read(len(buffer))
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"The object store stopped sending the content ({exc}); try again."
+            ) from exc
         n = len(data)
         buffer[:n] = data
         return n
