@@ -12,6 +12,7 @@ from ninja import Query, Router, Schema
 
 from binaries import downloads, selectors, timeline
 from binaries.api_auth import ApiContext, api_context, require_role
+from binaries.api_schemas import ERRORS, GONE_ERRORS, AuditEventList, DownloadCounts, DownloadUrlOut
 from binaries.errors import InvalidInput
 from binaries.serializers import iso
 from peridio_console.models import Role
@@ -24,7 +25,7 @@ def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-@distribution.get("/binaries/{prn}/download_url", response=dict[str, Any])
+@distribution.get("/binaries/{prn}/download_url", response={200: DownloadUrlOut, **GONE_ERRORS})
 def binary_download_url(request: HttpRequest, prn: str, expires_in: int | None = None) -> dict:
     """A time-limited URL for a signed binary (S3 presigned, CloudFront-signed, or this
     server's own signed URL, which honours HTTP Range so downloads resume)."""
@@ -39,7 +40,7 @@ def binary_download_url(request: HttpRequest, prn: str, expires_in: int | None =
     return {"download_url": issued.url, "expires_at": iso(issued.expires_at)}
 
 
-@distribution.get("/binaries/{prn}/download_counts", response=dict[str, Any])
+@distribution.get("/binaries/{prn}/download_counts", response={200: DownloadCounts, **ERRORS})
 def binary_download_counts(request: HttpRequest, prn: str, days: int = 30) -> dict:
     """Download URLs issued per day for one binary over the last 7, 30 or 90 days."""
     context = api_context(request)
@@ -49,7 +50,7 @@ def binary_download_counts(request: HttpRequest, prn: str, days: int = 30) -> di
     }
 
 
-@distribution.get("/download_counts", response=dict[str, Any])
+@distribution.get("/download_counts", response={200: DownloadCounts, **ERRORS})
 def organization_download_counts(request: HttpRequest, days: int = 30) -> dict:
     """Download URLs issued per day across the organization."""
     context = api_context(request)
@@ -83,7 +84,7 @@ def _filters(params: AuditParams) -> timeline.Filters:
     )
 
 
-@audit.get("/audit_events", response=dict[str, Any])
+@audit.get("/audit_events", response={200: AuditEventList, **ERRORS})
 def list_audit_events(request: HttpRequest, params: Query[AuditParams]) -> dict:
     """Every lifecycle move and every other audited action (download URLs issued, signing
     keys and signatures added or removed, API keys, memberships), newest first."""
@@ -135,7 +136,22 @@ def _json_rows(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
     yield "]}"
 
 
-@audit.get("/audit_events/export", response=dict[str, Any])
+# CSV or JSON (the list's shape), as `format` asks.
+EXPORT_RESPONSE: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "The filtered audit trail, oldest first, as a download.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    }
+}
+
+
+@audit.get(
+    "/audit_events/export",
+    response={200: AuditEventList, **ERRORS},
+    openapi_extra=EXPORT_RESPONSE,
+)
 def export_audit_events(
     request: HttpRequest, params: Query[AuditParams], format: str = "csv"
 ) -> StreamingHttpResponse:

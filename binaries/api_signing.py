@@ -1,12 +1,17 @@
 """Signing keys and binary signatures in the API."""
 
-from typing import Any
-
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 
 from binaries import selectors, serializers, signatures
 from binaries.api_auth import api_context, require_role, writer
+from binaries.api_schemas import (
+    ERRORS,
+    BinarySignatureEnvelope,
+    BinarySignatureList,
+    SigningKeyEnvelope,
+    SigningKeyList,
+)
 from binaries.errors import InvalidInput, NotFound
 from binaries.models import BinarySignature, SigningKey
 from binaries.pagination import DEFAULT_LIMIT, keyset_page
@@ -57,7 +62,7 @@ def _key(request: HttpRequest, prn: str, field: str = "prn") -> SigningKey:
     return key
 
 
-@signing_keys.post("", response={201: dict[str, Any]})
+@signing_keys.post("", response={201: SigningKeyEnvelope, **ERRORS})
 def create_signing_key(request: HttpRequest, payload: SigningKeyIn) -> Status[dict]:
     """Register a public key (PEM, or base64 of a raw Ed25519 key). Never send a private key."""
     context = writer(request, "registering signing keys")
@@ -70,7 +75,7 @@ def create_signing_key(request: HttpRequest, payload: SigningKeyIn) -> Status[di
     return Status(201, {"signing_key": serializers.signing_key_data(key)})
 
 
-@signing_keys.get("", response=dict[str, Any])
+@signing_keys.get("", response={200: SigningKeyList, **ERRORS})
 def list_signing_keys(request: HttpRequest, params: Query[PageParams]) -> dict:
     organization = api_context(request).organization
     queryset = SigningKey.objects.select_related("organization").filter(organization=organization)
@@ -84,12 +89,12 @@ def list_signing_keys(request: HttpRequest, params: Query[PageParams]) -> dict:
     return {"signing_keys": [serializers.signing_key_data(k) for k in rows], "next_page": next_page}
 
 
-@signing_keys.get("/{prn}", response=dict[str, Any])
+@signing_keys.get("/{prn}", response={200: SigningKeyEnvelope, **ERRORS})
 def get_signing_key(request: HttpRequest, prn: str) -> dict:
     return {"signing_key": serializers.signing_key_data(_key(request, prn))}
 
 
-@signing_keys.delete("/{prn}", response={204: None})
+@signing_keys.delete("/{prn}", response={204: None, **ERRORS})
 def revoke_signing_key(request: HttpRequest, prn: str) -> Status[None]:
     """Revoke: the key stays for history, takes no new signatures, and its signatures stop
     counting (binaries signed only by it report signature_status "revoked")."""
@@ -112,7 +117,7 @@ def _signature(request: HttpRequest, prn: str) -> BinarySignature:
     return found
 
 
-@binary_signatures.post("", response={201: dict[str, Any]})
+@binary_signatures.post("", response={201: BinarySignatureEnvelope, **ERRORS})
 def create_binary_signature(request: HttpRequest, payload: SignatureIn) -> Status[dict]:
     """Attach a signature (hex or base64) made with `signing_key_prn` or `signing_key_keyid`.
     The server verifies it against the binary's verified SHA-256; the first valid signature
@@ -134,7 +139,7 @@ def create_binary_signature(request: HttpRequest, payload: SignatureIn) -> Statu
     return Status(201, {"binary_signature": serializers.binary_signature_data(created)})
 
 
-@binary_signatures.get("", response=dict[str, Any])
+@binary_signatures.get("", response={200: BinarySignatureList, **ERRORS})
 def list_binary_signatures(request: HttpRequest, params: Query[SignatureListParams]) -> dict:
     organization = api_context(request).organization
     queryset = BinarySignature.objects.select_related(
@@ -157,12 +162,12 @@ def list_binary_signatures(request: HttpRequest, params: Query[SignatureListPara
     }
 
 
-@binary_signatures.get("/{prn}", response=dict[str, Any])
+@binary_signatures.get("/{prn}", response={200: BinarySignatureEnvelope, **ERRORS})
 def get_binary_signature(request: HttpRequest, prn: str) -> dict:
     return {"binary_signature": serializers.binary_signature_data(_signature(request, prn))}
 
 
-@binary_signatures.delete("/{prn}", response={204: None})
+@binary_signatures.delete("/{prn}", response={204: None, **ERRORS})
 def delete_binary_signature(request: HttpRequest, prn: str) -> Status[None]:
     context = writer(request, "removing signatures")
     signatures.signature_delete(signature=_signature(request, prn), actor=context.actor)

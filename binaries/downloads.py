@@ -40,6 +40,12 @@ def refusal(binary: Binary) -> Exception | None:
     if binary.integrity_failed_at is not None:
         return Conflict(f"Downloads are refused: {binary.last_error}", code="integrity_failed")
     if not binary.signatures.filter(revoked_at__isnull=True).exists():
+        if not binary.signatures.exists():
+            return Conflict(
+                "Downloads are refused: the binary has no signature (its signatures were "
+                "removed); attach a valid signature (POST /v1/binary_signatures).",
+                code="signature_required",
+            )
         return Conflict(
             "Downloads are refused: every signature of this binary was revoked with its key; "
             "sign it again with a live key.",

@@ -316,6 +316,8 @@ def _check_state_request(binary: Binary, to: str) -> None:
     """Refuse an impossible move before anything else in the same request changes."""
     if to == State.HASHING:
         possible = binary.state in (State.HASHABLE, State.HASHING)
+    elif to == State.SIGNED:
+        possible = binary.state in (State.SIGNABLE, State.SIGNED)
     else:
         possible = binary.state in lifecycle.CLIENT_MOVES.get(to, frozenset())
     if not possible:

@@ -148,6 +148,15 @@ def signature_create(
 def signature_delete(*, signature: BinarySignature, actor: Actor) -> None:
     with transaction.atomic():
         prn, binary = signature.prn, signature.binary
+        state = (
+            Binary.objects.select_for_update().filter(pk=binary.pk).values_list("state", flat=True)
+        )
+        if state.get() == State.DESTROYED:
+            raise Conflict(
+                "The binary was destroyed; its signatures stay with its record for the audit "
+                "trail and cannot be removed.",
+                code="invalid_state",
+            )
         signature.delete()
         audit.record(
             organization=binary.organization,
@@ -170,6 +179,13 @@ def signature_status(binary: Binary, signatures: list[BinarySignature] | None = 
 
 def require_live_signature_for_signed(binary: Binary) -> None:
     if not binary.signatures.filter(revoked_at__isnull=True).exists():
+        if binary.signatures.exists():
+            raise Conflict(
+                f"The binary is {binary.state} but every signature of it was revoked with its "
+                "key; it needs a valid signature by a live key (POST /v1/binary_signatures).",
+                field="state",
+                code="signature_required",
+            )
         raise Conflict(
             f"The binary is {binary.state}; it becomes signed when a valid signature is "
             "attached (POST /v1/binary_signatures), not by asking for the state.",

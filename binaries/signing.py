@@ -183,11 +183,25 @@ def verify(signing_key: SigningKey, signature_text: str, digest_hex: str) -> tup
             if _verifies(key, scheme, signature, digest_hex):
                 return scheme, signature
     lengths = sorted({len(c) for c in candidates})
+    expected = _expected_lengths(key)
+    hint = ""
+    if expected and not expected.intersection(lengths):
+        sizes = " or ".join(str(n) for n in sorted(expected))
+        hint = f" A signature by this key is {sizes} bytes: was it cut short or mangled?"
     raise InvalidInput(
         f"The signature does not verify with signing key {signing_key.name!r} "
         f"({signing_key.keyid[:16]}…, {signing_key.algorithm}): checked {', '.join(schemes)} "
         f"over sha256:{digest_hex}, the verified content, with a "
-        f"{'/'.join(str(n) for n in lengths)}-byte signature. Sign this exact file with the "
-        "matching private key.",
+        f"{'/'.join(str(n) for n in lengths)}-byte signature.{hint} Sign this exact file with "
+        "the matching private key.",
         field="signature",
     )
+
+
+def _expected_lengths(key: object) -> set[int]:
+    """The lengths a signature by this key can have (empty when it varies, as DER does)."""
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return {64}
+    if isinstance(key, rsa.RSAPublicKey):
+        return {(key.key_size + 7) // 8}
+    return set()

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import hashlib
 import io
+import math
 import os
 import shutil
 import struct
@@ -403,7 +404,7 @@ class S3Storage:
     ) -> str:
         from django.utils import timezone
 
-        expires_in = max(1, int((expires_at - timezone.now()).total_seconds()))
+        expires_in = max(1, math.ceil((expires_at - timezone.now()).total_seconds()))
         return self._call(
             "sign an upload URL",
             self.client.generate_presigned_url,
@@ -537,7 +538,7 @@ class S3Storage:
         """A presigned GET, or a CloudFront-signed URL when django-storages has the keys."""
         from django.utils import timezone
 
-        expires_in = max(1, int((expires_at - timezone.now()).total_seconds()))
+        expires_in = max(1, math.ceil((expires_at - timezone.now()).total_seconds()))
         if getattr(self.backend, "cloudfront_signer", None) and self.backend.custom_domain:
             return self.backend.url(object_key(binary), expire=expires_in)
         return self._call(

@@ -1,0 +1,267 @@
+"""Destroying a binary: its content leaves the store (retried until it is gone), its record,
+signatures and events stay for ever, and nothing can be downloaded from it again."""
+
+import pytest
+
+from binaries import janitor, storage
+from binaries.models import Binary, BinaryEvent, BinarySignature, State
+from tests.api_helpers import error_of
+from tests.signing_helpers import on_commit, signable_binary, signed_binary
+from tests.upload_helpers import MiB, declare, new_binary, put_bytes, random_bytes, read_back
+
+pytestmark = pytest.mark.django_db
+
+
+def stored_for(backend, binary: Binary) -> list[str]:
+    """What the store holds of this binary: the directory or the bucket, listed."""
+    return [name for name in backend.listing() if str(binary.uuid) in name]
+
+
+def destroy(api, binary: Binary, reason: str | None = "Leaked debug symbols"):
+    with on_commit():  # content deletion is queued once the move commits
+        return api.delete(f"/binaries/{binary.prn}", {"reason": reason} if reason else None)
+
+
+def test_it_removes_the_content_and_keeps_the_record(client, engineer_api, backend, version, actor):
+    data = random_bytes(5 * MiB + 1000)
+    binary = signed_binary(client, engineer_api, version, actor, data)
+    neighbour = signed_binary(
+        client, engineer_api, version, actor, random_bytes(1000), target="x86_64-linux-gnu"
+    )
+    assert len(stored_for(backend, binary)) == 1
+    before = backend.listing()
+    shown_before = engineer_api.get(f"/binaries/{binary.prn}").json()["binary"]
+    events_before = list(BinaryEvent.objects.filter(binary=binary).values_list("pk", flat=True))
+
+    response = destroy(engineer_api, binary)
+
+    assert response.status_code == 204
+    assert stored_for(backend, binary) == []
+    assert backend.listing() == [name for name in before if str(binary.uuid) not in name]
+    assert len(stored_for(backend, neighbour)) == 1  # nothing else was touched
+    assert not backend.exists(binary)
+    with pytest.raises(storage.ContentMissing):
+        backend.open(binary)
+
+    binary.refresh_from_db()
+    assert binary.state == State.DESTROYED
+    assert binary.content_deleted_at is not None
+    shown = engineer_api.get(f"/binaries/{binary.prn}").json()["binary"]
+    assert shown["state"] == "destroyed"
+    assert shown["signatures"] == shown_before["signatures"]
+    assert shown["hash"] == shown_before["hash"] and shown["size"] == len(data)
+    signatures = engineer_api.get("/binary_signatures", binary_prn=binary.prn).json()
+    assert len(signatures["binary_signatures"]) == 1
+
+    events = BinaryEvent.objects.filter(binary=binary)
+    assert list(events.values_list("pk", flat=True))[: len(events_before)] == events_before
+    destroyed = events.get(to_state=State.DESTROYED)
+    assert destroyed.from_state == State.SIGNED
+    assert destroyed.reason == "Leaked debug symbols"
+    assert destroyed.actor_label.startswith(engineer_api.membership.user.username)
+
+
+def test_it_answers_410_for_download_urls_afterwards(client, engineer_api, backend, version, actor):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(2000))
+    destroy(engineer_api, binary)
+
+    response = engineer_api.get(f"/binaries/{binary.prn}/download_url")
+
+    assert response.status_code == 410
+    error = error_of(response)
+    assert error["code"] == "destroyed"
+    assert "destroyed" in error["message"] and "cannot be downloaded" in error["message"]
+
+
+def test_it_stops_a_url_issued_before_the_destroy_at_once(
+    client, engineer_api, settings, tmp_path, version, actor
+):
+    settings.STORAGE_BACKEND = "filesystem"
+    settings.BINARIES_ROOT = tmp_path / "binaries"
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(4000))
+    url = engineer_api.get(f"/binaries/{binary.prn}/download_url").json()["download_url"]
+    path = url.removeprefix("http://testserver")
+    first = client.get(path)
+    assert first.status_code == 200
+    assert b"".join(first.streaming_content) == read_back(binary)
+
+    with on_commit() as callbacks:
+        engineer_api.delete(f"/binaries/{binary.prn}")
+        # Refused even before the content deletion (queued after the commit) has run.
+        response = client.get(path, headers={"Range": "bytes=0-"})
+        assert response.status_code == 410
+        assert response.json()["error"]["code"] == "destroyed"
+    assert callbacks
+
+    response = client.get(path)
+    assert response.status_code == 410
+    assert response.json()["error"]["code"] == "destroyed"
+
+
+def test_it_lets_a_new_binary_take_the_destroyed_ones_target(
+    client, engineer_api, backend, version, actor
+):
+    old = signed_binary(client, engineer_api, version, actor, random_bytes(3000))
+    destroy(engineer_api, old)
+    content = random_bytes(5000)
+
+    response = engineer_api.post(
+        "/binaries",
+        {
+            "artifact_version_prn": version.prn,
+            "target": old.target,
+            "hash": "sha256:" + __import__("hashlib").sha256(content).hexdigest(),
+            "size": len(content),
+        },
+    )
+
+    assert response.status_code == 201, response.content
+    new = Binary.objects.get(uuid=response.json()["binary"]["prn"].rsplit(":", 1)[1])
+    assert (new.target, new.state) == (old.target, State.UPLOADABLE)
+    old.refresh_from_db()
+    assert old.state == State.DESTROYED
+    listed = engineer_api.get("/binaries", artifact_version_prn=version.prn).json()["binaries"]
+    assert {(b["prn"], b["state"]) for b in listed} == {
+        (old.prn, "destroyed"),
+        (new.prn, "uploadable"),
+    }
+
+
+def test_it_refuses_to_destroy_a_binary_still_uploadable(
+    client, engineer_api, backend, version, actor
+):
+    content = random_bytes(6 * MiB)
+    binary = new_binary(version, actor, content)
+    declared = declare(binary, 1, content[: 5 * MiB])
+    assert put_bytes(client, declared, content[: 5 * MiB]) == 200
+    held = backend.listing()
+    events = BinaryEvent.objects.filter(binary=binary).count()
+
+    response = destroy(engineer_api, binary)
+
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "invalid_state_transition"
+    assert error["message"] == (
+        "The binary is uploadable and cannot move to destroyed; from uploadable it can move to: "
+        "hashable."
+    )
+    binary.refresh_from_db()
+    assert binary.state == State.UPLOADABLE
+    assert binary.parts.count() == 1
+    assert backend.listing() == held
+    assert BinaryEvent.objects.filter(binary=binary).count() == events
+
+
+def test_it_destroys_a_signable_binary(client, engineer_api, backend, version, actor):
+    binary = signable_binary(client, version, actor, random_bytes(3000))
+
+    response = destroy(engineer_api, binary, reason=None)
+
+    assert response.status_code == 204
+    assert stored_for(backend, binary) == []
+    binary.refresh_from_db()
+    assert (binary.state, binary.content_deleted_at is not None) == (State.DESTROYED, True)
+    assert BinaryEvent.objects.get(binary=binary, to_state=State.DESTROYED).reason == ""
+
+
+def test_it_takes_the_reason_as_a_query_parameter(client, engineer_api, backend, version, actor):
+    binary = signable_binary(client, version, actor, random_bytes(3000))
+
+    with on_commit():
+        response = engineer_api.delete(f"/binaries/{binary.prn}", reason="Legal request")
+
+    assert response.status_code == 204
+    assert BinaryEvent.objects.get(binary=binary, to_state="destroyed").reason == "Legal request"
+
+
+def test_it_destroys_once(client, engineer_api, backend, version, actor):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(1000))
+    destroy(engineer_api, binary)
+
+    again = destroy(engineer_api, binary)
+
+    assert again.status_code == 409
+    assert "none (it is final)" in error_of(again)["message"]
+    assert BinaryEvent.objects.filter(binary=binary, to_state=State.DESTROYED).count() == 1
+
+
+def test_it_refuses_viewers_destroying(client, engineer_api, viewer_api, backend, version, actor):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(1000))
+
+    response = destroy(viewer_api, binary)
+
+    assert response.status_code == 403
+    assert len(stored_for(backend, binary)) == 1
+    binary.refresh_from_db()
+    assert binary.state == State.SIGNED
+
+
+def test_it_keeps_the_signatures_of_a_destroyed_binary(
+    client, engineer_api, backend, version, actor
+):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(1000))
+    signature = BinarySignature.objects.get(binary=binary)
+    destroy(engineer_api, binary)
+
+    response = engineer_api.delete(f"/binary_signatures/{signature.prn}")
+
+    assert response.status_code == 409
+    assert "destroyed" in error_of(response)["message"]
+    assert BinarySignature.objects.filter(pk=signature.pk).exists()
+
+
+@pytest.fixture
+def eager_retries(settings):
+    """Eager tasks retry only when their errors are not propagated (a Retry is an exception):
+    what a worker does with a retry, minus the countdown."""
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
+
+
+def test_it_retries_deleting_the_content_until_it_is_gone(
+    client, engineer_api, backend, version, actor, monkeypatch, eager_retries
+):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(2000))
+    real_delete = type(backend).delete
+    calls = []
+
+    def flaky_delete(self, target):
+        calls.append(target.pk)
+        if len(calls) < 3:
+            raise storage.StorageError("The object store could not delete the content.")
+        real_delete(self, target)
+
+    monkeypatch.setattr(type(backend), "delete", flaky_delete)
+
+    response = destroy(engineer_api, binary)
+
+    assert response.status_code == 204  # the request committed whatever the store said
+    assert calls == [binary.pk] * 3
+    assert stored_for(backend, binary) == []
+    binary.refresh_from_db()
+    assert binary.content_deleted_at is not None
+
+
+def test_it_leaves_content_deletion_unconfirmed_while_the_store_fails(
+    client, engineer_api, backend, version, actor, monkeypatch
+):
+    """When every try fails the record says so (content_deleted_at stays empty) and the janitor
+    finds it later; the content is then deleted."""
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(2000))
+    monkeypatch.setattr("binaries.tasks.enqueue_discard", lambda binary_id: None)  # broker down
+
+    destroy(engineer_api, binary)
+
+    binary.refresh_from_db()
+    assert binary.state == State.DESTROYED
+    assert binary.content_deleted_at is None
+    assert len(stored_for(backend, binary)) == 1
+    later = binary.updated_at + __import__("datetime").timedelta(minutes=11)
+    assert janitor.destroyed_with_content(now=later) == [binary.pk]
+
+    assert janitor.discard_destroyed_content(binary.pk) is True
+
+    binary.refresh_from_db()
+    assert binary.content_deleted_at is not None
+    assert stored_for(backend, binary) == []
+    assert janitor.destroyed_with_content(now=later) == []
