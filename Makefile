@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
 
-.PHONY: run test install lint typecheck pytest clean
+.PHONY: run test install lint typecheck pytest clean tools
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,20 @@ lint: install
 typecheck: install
 	DEBUG=true $(BIN)/mypy .
 
-pytest: install
+# The suite drives Debian's Chromium and runs curl, wget and openssl as a user would.
+TOOLS := chromium curl wget openssl
+tools:
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing$$missing from Debian's packages"; \
+	    apt-get update -qq && apt-get install -y -qq$$missing >/dev/null; \
+	  else \
+	    echo "make test needs$$missing: sudo apt-get install$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+pytest: install tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
