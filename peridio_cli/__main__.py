@@ -1,0 +1,3 @@
+from peridio_cli.main import main
+
+raise SystemExit(main())

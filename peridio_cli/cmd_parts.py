@@ -1,0 +1,120 @@
+"""peridio binary-parts …: one part of a multipart upload, by hand (the guide's split loop)."""
+
+import hashlib
+import os
+from typing import Any
+
+import click
+
+from peridio_cli import transfer
+from peridio_cli.base import Group, api, emit, emit_list, option
+from peridio_cli.errors import Failed, UsageProblem
+
+
+@click.group("binary-parts", cls=Group)
+def binary_parts() -> None:
+    """Parts of a binary's content (1-10,000; all but the last at least 5 MiB)."""
+
+
+@binary_parts.command("create")
+@option("--binary-prn", metavar="PRN", required=True)
+@option(
+    "--part-number",
+    "--index",
+    "index",
+    type=click.IntRange(1, transfer.MAX_PARTS),
+    required=True,
+    help="The part's position, 1-10,000. Creating an index again replaces the part.",
+)
+@option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The part's bytes: hashed, declared and uploaded.",
+)
+@option("--hash", "hash_", metavar="SHA256", help="Without --file: declare only, print the URL.")
+@option("--size", type=click.IntRange(min=0), help="Without --file: the part's size.")
+@option(
+    "--expected-binary-size",
+    type=click.IntRange(min=0),
+    help="The whole binary's size, when it was created without one.",
+)
+@option(
+    "--binary-content-path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The whole file, to take --expected-binary-size from.",
+)
+@option("--retries", type=click.IntRange(0, 50), default=transfer.DEFAULT_RETRIES)
+@click.pass_context
+def parts_create(
+    ctx: click.Context,
+    binary_prn: str,
+    index: int,
+    path: str | None,
+    hash_: str | None,
+    size: int | None,
+    expected_binary_size: int | None,
+    binary_content_path: str | None,
+    retries: int,
+) -> None:
+    """Declare part N and, with --file, upload its bytes (retried; skipped when the same
+    bytes are already there)."""
+    if binary_content_path is not None:
+        if expected_binary_size is not None:
+            raise UsageProblem("give --expected-binary-size or --binary-content-path, not both.")
+        expected_binary_size = os.path.getsize(binary_content_path)
+    client = api(ctx)
+    if path is None:
+        if hash_ is None or size is None:
+            raise UsageProblem(
+                "binary-parts create needs --file PART, or --hash and --size to declare it only."
+            )
+        body: dict[str, Any] = {"hash": hash_, "size": size}
+        if expected_binary_size is not None:
+            body["expected_binary_size"] = expected_binary_size
+        answer = client.call(
+            "PUT",
+            f"/binaries/{binary_prn}/parts/{index}",
+            json=body,
+            what=f"declaring part {index} of {binary_prn}",
+        )
+        emit(ctx, answer["binary_part"], "binary_part")
+        return
+    length = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with transfer.open_file(path) as handle:
+        while chunk := handle.read(transfer.CHUNK):
+            digest.update(chunk)
+    part_hash = digest.hexdigest()
+    if hash_ is not None and transfer.bare_hash(hash_) != part_hash:
+        raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {path} ({part_hash}).")
+    if size is not None and size != length:
+        raise UsageProblem(f"--size {size} is not the size of {path} ({length}).")
+    existing = transfer.list_parts(client, binary_prn)
+    plan = transfer.PartPlan(index, 0, length, part_hash)
+    report = transfer.Uploader(
+        client,
+        binary_prn,
+        path,
+        [plan],
+        concurrency=1,
+        retries=retries,
+        expected_binary_size=expected_binary_size,
+        existing=existing,
+    ).run()
+    parts = transfer.list_parts(client, binary_prn) if report.sent else existing
+    part = parts.get(index)
+    if part is None or part.get("state") != "valid":
+        state = part.get("state") if part else "missing"
+        raise Failed(f"part {index} of {binary_prn} is {state} after its upload; run it again.")
+    emit(ctx, part, "binary_part")
+
+
+@binary_parts.command("list")
+@option("--binary-prn", metavar="PRN", required=True)
+@click.pass_context
+def parts_list(ctx: click.Context, binary_prn: str) -> None:
+    page = api(ctx).call(
+        "GET", f"/binaries/{binary_prn}/parts", what=f"listing the parts of {binary_prn}"
+    )
+    emit_list(ctx, page, "binary_parts", "binary_part")

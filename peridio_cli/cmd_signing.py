@@ -1,0 +1,198 @@
+"""peridio binary-signatures … and peridio signing-keys …"""
+
+import hashlib
+from typing import Any
+
+import click
+
+from peridio_cli import config, signing, transfer, ui
+from peridio_cli.base import Group, api, emit, emit_list, option
+from peridio_cli.errors import UsageProblem
+
+
+@click.group("binary-signatures", cls=Group)
+def binary_signatures() -> None:
+    """Signatures attached to binaries; the first valid one makes a binary signed."""
+
+
+@binary_signatures.command("create")
+@option("--binary-prn", "-b", metavar="PRN", required=True)
+@option("--signing-key-prn", metavar="PRN", help="The registered key that verifies it.")
+@option("--signing-key-keyid", metavar="KEYID", help="Or the key's keyid.")
+@option(
+    "--signature",
+    "-g",
+    metavar="SIG",
+    help="Hex or base64. Base64 split over several words (`--signature $(base64 "
+    "firmware.sig)`, unquoted) is joined back.",
+)
+@option(
+    "--signing-key-private",
+    metavar="PEM",
+    help="Sign here with this private key instead (Ed25519, RSA or ECDSA).",
+)
+@option("--signing-key-pair", "-s", metavar="NAME", help="A signing key pair of the config file.")
+@option(
+    "--binary-content-path",
+    "--file",
+    "-c",
+    "content_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With a private key: hash this file and sign that (default: the verified hash).",
+)
+@click.argument("signature_rest", nargs=-1, metavar="")
+@click.pass_context
+def signatures_create(
+    ctx: click.Context,
+    binary_prn: str,
+    signing_key_prn: str | None,
+    signing_key_keyid: str | None,
+    signature: str | None,
+    signing_key_private: str | None,
+    signing_key_pair: str | None,
+    content_path: str | None,
+    signature_rest: tuple[str, ...],
+) -> None:
+    """Attach a signature to a binary (which then becomes signed)."""
+    if signature_rest and signature is None:
+        raise UsageProblem(f"unexpected argument {signature_rest[0]!r}.")
+    if signing_key_pair is not None:
+        pair = config.signing_key_pair(signing_key_pair)
+        signing_key_prn = signing_key_prn or pair["signing_key_prn"]
+        signing_key_private = signing_key_private or pair.get("signing_key_private_path")
+    sources = [s for s in (signature, signing_key_private) if s is not None]
+    if len(sources) != 1:
+        raise UsageProblem(
+            "give --signature, or --signing-key-private (or --signing-key-pair) to sign here."
+        )
+    if not signing_key_prn and not signing_key_keyid:
+        raise UsageProblem("give --signing-key-prn (or --signing-key-keyid).")
+    client = api(ctx)
+    if signature is not None:
+        value = "".join([signature, *signature_rest]).strip()
+    else:
+        assert signing_key_private is not None
+        value = signing.signature_b64(
+            signing_key_private, _digest(client, binary_prn, content_path)
+        )
+    body: dict[str, Any] = {"binary_prn": binary_prn, "signature": value}
+    if signing_key_prn:
+        body["signing_key_prn"] = signing_key_prn
+    else:
+        body["signing_key_keyid"] = signing_key_keyid
+    answer = client.call("POST", "/binary_signatures", json=body, what=f"signing {binary_prn}")
+    emit(ctx, answer["binary_signature"], "binary_signature")
+
+
+def _digest(client: Any, binary_prn: str, content_path: str | None) -> str:
+    if content_path is not None:
+        digest = hashlib.sha256()
+        with transfer.open_file(content_path) as handle:
+            while chunk := handle.read(transfer.CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+    binary = client.get_binary(binary_prn)
+    declared = transfer.bare_hash(binary.get("hash"))
+    if not declared:
+        raise UsageProblem(f"{binary_prn} has no hash yet; give --binary-content-path.")
+    ui.note(f"signing the SHA-256 {binary_prn} declares (give --file to hash your copy).")
+    return declared
+
+
+@binary_signatures.command("list")
+@option("--binary-prn", metavar="PRN", help="Only this binary's signatures.")
+@option("--limit", type=click.IntRange(1, 100))
+@option("--order", type=click.Choice(["asc", "desc"]))
+@option("--page", metavar="CURSOR")
+@click.pass_context
+def signatures_list(ctx: click.Context, **params: Any) -> None:
+    page = api(ctx).call(
+        "GET", "/binary_signatures", params=params, what="listing binary signatures"
+    )
+    emit_list(ctx, page, "binary_signatures", "binary_signature")
+
+
+@click.command("destroy", cls=binary_signatures.command_class)
+@option("--prn", "--binary-signature-prn", "prn", metavar="PRN", required=True)
+@click.pass_context
+def signatures_destroy(ctx: click.Context, prn: str) -> None:
+    """Remove a signature (a binary left without one goes back to signable)."""
+    api(ctx).call("DELETE", f"/binary_signatures/{prn}", what=f"removing signature {prn}")
+
+
+binary_signatures.add_command(signatures_destroy, "destroy")
+binary_signatures.add_command(signatures_destroy, "delete")
+
+
+@click.group("signing-keys", cls=Group)
+def signing_keys() -> None:
+    """Public keys that verify binary signatures."""
+
+
+@signing_keys.command("create")
+@option("--name", required=True)
+@option("--value", help="The public key: PEM text, or base64 of a raw Ed25519 key.")
+@option(
+    "--path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A PEM file; for a private key, only its public half is sent.",
+)
+@option("--key", type=click.Path(exists=True, dir_okay=False), help="A raw public key file.")
+@option("--organization-prn", metavar="PRN", help="Accepted for the hosted CLI; unused.")
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    name: str,
+    value: str | None,
+    path: str | None,
+    key: str | None,
+    organization_prn: str | None,
+) -> None:
+    given = [v for v in (value, path, key) if v is not None]
+    if len(given) != 1:
+        raise UsageProblem("give exactly one of --value, --path (PEM file) or --key (raw file).")
+    if path is not None:
+        value = signing.public_key_text(path)
+    elif key is not None:
+        with open(key, encoding="utf-8") as handle:
+            value = handle.read().strip()
+    answer = api(ctx).call(
+        "POST",
+        "/signing_keys",
+        json={"name": name, "value": value},
+        what=f"registering signing key {name!r}",
+    )
+    emit(ctx, answer["signing_key"], "signing_key")
+
+
+@signing_keys.command("list")
+@option("--limit", type=click.IntRange(1, 100))
+@option("--order", type=click.Choice(["asc", "desc"]))
+@option("--page", metavar="CURSOR")
+@click.pass_context
+def keys_list(ctx: click.Context, **params: Any) -> None:
+    page = api(ctx).call("GET", "/signing_keys", params=params, what="listing signing keys")
+    emit_list(ctx, page, "signing_keys", "signing_key")
+
+
+@signing_keys.command("get")
+@option("--prn", "--signing-key-prn", "prn", metavar="PRN", required=True)
+@click.pass_context
+def keys_get(ctx: click.Context, prn: str) -> None:
+    answer = api(ctx).call("GET", f"/signing_keys/{prn}", what=f"getting signing key {prn}")
+    emit(ctx, answer["signing_key"], "signing_key")
+
+
+@click.command("destroy", cls=signing_keys.command_class)
+@option("--prn", "--signing-key-prn", "prn", metavar="PRN", required=True)
+@click.pass_context
+def keys_destroy(ctx: click.Context, prn: str) -> None:
+    """Revoke a key (admins): it takes no new signatures and its signatures stop counting."""
+    client = api(ctx)
+    client.call("DELETE", f"/signing_keys/{prn}", what=f"revoking signing key {prn}")
+    answer = client.call("GET", f"/signing_keys/{prn}", what=f"getting signing key {prn}")
+    emit(ctx, answer["signing_key"], "signing_key")
+
+
+signing_keys.add_command(keys_destroy, "destroy")
+signing_keys.add_command(keys_destroy, "delete")

@@ -1,0 +1,80 @@
+"""`peridio`: the command line of Peridio Console.
+
+Exit codes: 0 success; 1 the operation failed (content mismatch, verification failed, timed
+out); 2 usage (missing or empty flag, bad value); 3 the API refused (HTTP 4xx); 4 the server
+could not be reached or failed (network, HTTP 5xx); 130 interrupted.
+"""
+
+import sys
+from typing import Any
+
+import click
+
+from peridio_cli import __version__
+from peridio_cli.base import Group, common_options
+from peridio_cli.cmd_artifacts import artifact_versions, artifacts
+from peridio_cli.cmd_binaries import binaries
+from peridio_cli.cmd_config import config_group
+from peridio_cli.cmd_parts import binary_parts
+from peridio_cli.cmd_signing import binary_signatures, signing_keys
+from peridio_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
+
+
+@click.group(
+    "peridio",
+    cls=Group,
+    params=common_options(short=True),
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="peridio")
+def cli(**_: Any) -> None:
+    """Manage artifacts, versions, binaries and their signatures on a Peridio Console.
+
+    Every command takes the global options before or after it. Environment: PERIDIO_API_KEY,
+    PERIDIO_BASE_URL, PERIDIO_PROFILE, PERIDIO_CA_PATH, PERIDIO_CONFIG_DIR, and for
+    `binaries create` PERIDIO_ARTIFACT_VERSION_PRN and PERIDIO_TARGET.
+    """
+
+
+for group in (
+    artifacts,
+    artifact_versions,
+    binaries,
+    binary_parts,
+    binary_signatures,
+    signing_keys,
+    config_group,
+):
+    cli.add_command(group)
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    where = exc.ctx.command_path if exc.ctx is not None else "peridio"
+    message = " ".join(exc.format_message().split())
+    return f"{where}: {message} (see `{where} --help`)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on stderr and a distinct exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="peridio", standalone_mode=False)
+    except click.UsageError as exc:
+        click.echo(_usage_line(exc), err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"peridio: {' '.join(exc.format_message().split())}", err=True)
+        return exc.exit_code
+    except CliError as exc:
+        click.echo(f"peridio: {' '.join(exc.message.split())}", err=True)
+        return exc.exit_code
+    except (KeyboardInterrupt, click.Abort):
+        click.echo("peridio: interrupted; run the same command again to resume.", err=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        sys.stderr.close()  # `peridio ... | head`: nothing left to say
+        return 0
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
