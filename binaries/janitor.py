@@ -7,11 +7,10 @@ receiving a part touches the part, not the binary, so a long upload being resume
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from binaries import lifecycle, storage
+from binaries import storage, uploads
 from binaries.models import Binary, BinaryPart, State
 from peridio_console.actors import Actor
 
@@ -32,32 +31,14 @@ def clean_abandoned_uploads(now: datetime | None = None) -> list[Binary]:
     for binary in stale:
         if BinaryPart.objects.filter(binary=binary, updated_at__gte=cutoff).exists():
             continue  # a part arrived since the query: the upload is alive
-        # Storage first, then the rows: a failure leaves the parts listed for the next run.
-        storage.get().delete(binary)
-        with transaction.atomic():
-            if binary.upload_id:
-                # That multipart upload is aborted whatever happens next: never leave the row
-                # pointing at it, or every later part would go to an upload that is gone.
-                Binary.objects.filter(pk=binary.pk, upload_id=binary.upload_id).update(
-                    upload_id=None
-                )
-            changed = Binary.objects.filter(
-                pk=binary.pk, state=State.UPLOADABLE, updated_at=binary.updated_at
-            ).update(upload_id=None, updated_at=now)
-            if not changed:
-                continue  # touched meanwhile: it is not abandoned
-            count = BinaryPart.objects.filter(binary=binary).count()
-            BinaryPart.objects.filter(binary=binary).delete()
-            lifecycle.record_event(
-                binary,
-                actor=JANITOR,
-                reason=(
-                    f"Upload abandoned for over {settings.ABANDONED_UPLOAD_DAYS} days: "
-                    f"{count} part(s) and their bytes removed."
-                ),
-                details={"parts_removed": count},
-            )
-        cleaned.append(binary)
+        removed = uploads.discard_upload(
+            binary,
+            actor=JANITOR,
+            reason=f"Upload abandoned for over {settings.ABANDONED_UPLOAD_DAYS} days",
+            untouched_since=binary.updated_at,
+        )
+        if removed is not None:
+            cleaned.append(binary)
     return cleaned
 
 
@@ -75,6 +56,26 @@ def discard_destroyed_content(binary_id: int) -> bool:
     if backend.exists(binary):
         raise storage.StorageError(f"The content of {binary.prn} is still in storage.")
     Binary.objects.filter(pk=binary.pk).update(content_deleted_at=timezone.now())
+    return True
+
+
+def discard_reset_content(binary_id: int, upload_id: str | None = None) -> bool:
+    """Delete what a reset left in storage when the reset itself could not (the store was
+    away): the object, and the multipart upload `upload_id` if it is still open.
+
+    Only while no new upload has begun (no parts, no upload id): a new upload's completion
+    replaces the object, and an abandoned one is cleaned with its parts. True when done.
+    """
+    binary = (
+        Binary.objects.select_related("organization")
+        .filter(pk=binary_id, state=State.UPLOADABLE, upload_id__isnull=True)
+        .exclude(Exists(BinaryPart.objects.filter(binary=OuterRef("pk"))))
+        .first()
+    )
+    if binary is None:
+        return True
+    binary.upload_id = upload_id  # not saved: only so that delete() aborts that upload
+    storage.get().delete(binary)
     return True
 
 

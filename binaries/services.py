@@ -180,6 +180,15 @@ def binary_request_state(*, binary: Binary, to: Any, actor: Actor, reason: str =
     if to == State.HASHABLE:
         return uploads.mark_hashable(binary=binary, actor=actor, reason=reason)
     if to == State.UPLOADABLE:
+        binary.refresh_from_db()
+        if binary.state == State.UPLOADABLE:
+            # The guide's reset of a failed upload: parts deleted, the upload starts afresh.
+            if uploads.discard_upload(binary, actor=actor, reason=reason or "Upload reset") is None:
+                binary.refresh_from_db()
+                raise lifecycle.TransitionRefused(
+                    binary.state, to, lifecycle.allowed_client_moves(binary.state)
+                )
+            return binary
         return uploads.reset(
             binary=binary, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
         )
@@ -318,6 +327,8 @@ def _check_state_request(binary: Binary, to: str) -> None:
         possible = binary.state in (State.HASHABLE, State.HASHING)
     elif to == State.SIGNED:
         possible = binary.state in (State.SIGNABLE, State.SIGNED)
+    elif to == State.UPLOADABLE:
+        possible = binary.state in (State.UPLOADABLE, *lifecycle.CLIENT_MOVES[to])
     else:
         possible = binary.state in lifecycle.CLIENT_MOVES.get(to, frozenset())
     if not possible:

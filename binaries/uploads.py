@@ -301,7 +301,12 @@ def _discard_content(binary: Binary) -> None:
     try:
         storage.get().delete(binary)
     except storage.StorageError:
-        log.exception("Could not delete the content of %s; the janitor will retry", binary.prn)
+        # The store is away: a task retries until it is back (nothing else would: the parts
+        # and the upload id are gone from the row, so no janitor finds the object later).
+        log.exception("Could not delete the content of %s; a task will retry", binary.prn)
+        from binaries import tasks  # tasks import services; import late to avoid a cycle
+
+        tasks.enqueue_discard_reset(binary.pk, binary.upload_id)
 
 
 def reset(
@@ -355,3 +360,36 @@ def destroy(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
 
 def parts_total(binary: Binary) -> int:
     return binary.parts.aggregate(total=Sum("size"))["total"] or 0
+
+
+def discard_upload(
+    binary: Binary, *, actor: Actor, reason: str, untouched_since: datetime | None = None
+) -> int | None:
+    """Throw away an uploadable binary's parts and their bytes (a client's reset of a failed
+    upload, or the janitor). Not a move: the binary stays uploadable; an event records it.
+
+    Returns how many parts were removed, or None when the binary moved on (or, with
+    `untouched_since`, was touched) meanwhile.
+    """
+    # Storage first, then the rows: a failure leaves the parts listed for the next try.
+    storage.get().delete(binary)
+    with transaction.atomic():
+        if binary.upload_id:
+            # That multipart upload is aborted whatever happens next: never leave the row
+            # pointing at it, or every later part would go to an upload that is gone.
+            Binary.objects.filter(pk=binary.pk, upload_id=binary.upload_id).update(upload_id=None)
+        rows = Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE)
+        if untouched_since is not None:
+            rows = rows.filter(updated_at=untouched_since)
+        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now()):
+            return None
+        count = BinaryPart.objects.filter(binary=binary).count()
+        BinaryPart.objects.filter(binary=binary).delete()
+        lifecycle.record_event(
+            binary,
+            actor=actor,
+            reason=f"{reason}: {count} part(s) and their bytes removed.",
+            details={"parts_removed": count},
+        )
+    binary.refresh_from_db()
+    return count

@@ -222,6 +222,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(_queue),
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
+        # Look for new work every 0.1 s (default 1 s): verification starts at once.
+        "polling_interval": 0.1,
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

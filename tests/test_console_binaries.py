@@ -362,13 +362,14 @@ def test_it_resets_a_binary(engineer, binary):
     assert b"uploadable again" in response.content
 
 
-def test_it_refuses_a_reset_the_state_does_not_allow(engineer, version):
-    binary = BinaryFactory(artifact_version=version)
+def test_it_refuses_a_reset_the_state_does_not_allow(engineer, version, actor):
+    binary = binary_in_state(State.SIGNED, artifact_version=version)
+    events = binary.events.count()
     response = engineer.post(reverse("console:binary_reset", args=[binary.uuid]), follow=True)
     binary.refresh_from_db()
-    assert binary.state == State.UPLOADABLE
-    assert binary.events.count() == 0
-    assert b"The binary is uploadable and cannot move to uploadable" in response.content
+    assert binary.state == State.SIGNED
+    assert binary.events.count() == events
+    assert b"The binary is signed and cannot move to uploadable" in response.content
 
 
 # --- Destroy --------------------------------------------------------------------------------

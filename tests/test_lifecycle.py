@@ -8,7 +8,7 @@ from binaries.lifecycle import ALLOWED, CLIENT_MOVES, TransitionRefused
 from binaries.models import BinaryEvent, State
 from peridio_console.actors import Actor
 from peridio_console.services import api_key_create
-from tests.factories import binary_in_state
+from tests.factories import BinaryFactory, binary_in_state
 
 STATES = [state.value for state in State]
 ALLOWED_MOVES = [(src, to) for src in STATES for to in STATES if to in ALLOWED[src]]
@@ -27,7 +27,10 @@ CLIENT_REFUSED = [
     (src, to)
     for src in STATES
     for to in STATES
-    if to not in (State.HASHING, State.SIGNED) and src not in CLIENT_MOVES.get(to, frozenset())
+    if to not in (State.HASHING, State.SIGNED)
+    and src not in CLIENT_MOVES.get(to, frozenset())
+    # Resetting an uploadable binary is the guide's "reset a failed upload": see below.
+    and (src, to) != (State.UPLOADABLE, State.UPLOADABLE)
 ]
 
 
@@ -301,3 +304,23 @@ def test_it_refuses_signed_without_a_signature(src, actor):
     binary.refresh_from_db()
     assert binary.state == src
     assert binary.events.count() == before
+
+
+def test_it_resets_a_failed_upload_that_is_still_uploadable(actor, version, db):
+    from binaries.models import BinaryPart
+    from binaries.services import binary_request_state
+
+    binary = BinaryFactory(artifact_version=version, last_error="part 2 was corrupted")
+    BinaryPart.objects.create(binary=binary, index=1, hash="b" * 64, size=10, token="t" * 32)
+    before = binary.events.count()
+
+    binary = binary_request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")
+
+    assert binary.state == State.UPLOADABLE
+    assert binary.last_error == ""
+    assert binary.parts.count() == 0
+    assert binary.events.count() == before + 1
+    event = binary.events.order_by("-id").first()
+    assert (event.from_state, event.to_state) == (State.UPLOADABLE, State.UPLOADABLE)
+    assert event.details == {"parts_removed": 1}
+    assert event.reason == "retry: 1 part(s) and their bytes removed."
