@@ -314,7 +314,9 @@ def test_it_resets_a_failed_upload_that_is_still_uploadable(actor, version, db):
     BinaryPart.objects.create(binary=binary, index=1, hash="b" * 64, size=10, token="t" * 32)
     before = binary.events.count()
 
-    binary = binary_request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")
+    result = binary_request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")
+    binary.refresh_from_db()
+    assert result.pk == binary.pk
 
     assert binary.state == State.UPLOADABLE
     assert binary.last_error == ""

@@ -2,7 +2,15 @@ import pytest
 
 from binaries import storage, uploads
 from binaries.models import PartState, State
-from tests.upload_helpers import MiB, declare, new_binary, put_bytes, random_bytes, split, upload_all
+from tests.upload_helpers import (
+    MiB,
+    declare,
+    new_binary,
+    put_bytes,
+    random_bytes,
+    split,
+    upload_all,
+)
 
 
 def read_back(binary) -> bytes:
@@ -25,7 +33,9 @@ def test_it_takes_parts_out_of_order_to_hashable(client, backend, version, actor
     assert binary.state == State.SIGNABLE
     assert binary.verified_hash == binary.hash
     assert read_back(binary) == data
-    leftovers = [k for k in backend.listing() if "partial" in k or ".parts" in k or "multipart" in k]
+    leftovers = [
+        k for k in backend.listing() if "partial" in k or ".parts" in k or "multipart" in k
+    ]
     assert leftovers == []
 
 
@@ -35,7 +45,9 @@ def test_it_refuses_hashable_with_a_missing_part(client, backend, version, actor
     binary = new_binary(version, actor, data)
     chunks = split(data, 5 * MiB)
     for index in (1, 3):
-        assert put_bytes(client, declare(binary, index, chunks[index - 1]), chunks[index - 1]) == 200
+        assert (
+            put_bytes(client, declare(binary, index, chunks[index - 1]), chunks[index - 1]) == 200
+        )
     with pytest.raises(uploads.Conflict, match="missing parts 2"):
         uploads.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
