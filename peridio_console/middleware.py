@@ -26,7 +26,7 @@ def content_security_policy() -> str:
     return "; ".join(
         [
             "default-src 'self'",
-            "script-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",  # WebAssembly (the hasher), not eval
             "style-src 'self'",
             "img-src 'self' data:",
             f"connect-src {' '.join(connect)}",
