@@ -18,6 +18,7 @@ from binaries import api_audit, api_parts, api_signing, selectors, serializers, 
 from binaries.api_auth import ApiKeyAuth, ConsoleSessionAuth, api_context, writer
 from binaries.api_errors import JSONBodyParser, install_error_handlers
 from binaries.api_schemas import (
+    ERRORS,
     ArtifactCreateIn,
     ArtifactEnvelope,
     ArtifactList,
@@ -33,11 +34,8 @@ from binaries.api_schemas import (
     BinaryList,
     BinaryListParams,
     BinaryUpdateIn,
-    ErrorOut,
     ListParams,
 )
-
-ERRORS: dict[Any, Any] = {frozenset({400, 401, 403, 404, 409, 413}): ErrorOut}
 
 
 class PeridioAPI(NinjaAPI):

@@ -2,13 +2,15 @@
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Query, Router, Schema
+from pydantic import AfterValidator, BeforeValidator
 
 from binaries import downloads, selectors, timeline
 from binaries.api_auth import ApiContext, api_context, require_role
@@ -57,12 +59,35 @@ def organization_download_counts(request: HttpRequest, days: int = 30) -> dict:
     return {"download_counts": downloads.daily_counts(context.organization, days=days)}
 
 
+def _not_a_number(value: Any) -> Any:
+    """since/until are ISO 8601 date-times; pydantic would read a bare number as seconds
+    since 1970, which the documented format does not allow and nobody means."""
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError(f"must be an ISO 8601 date-time such as 2024-01-15T10:30:00Z, not {value}")
+    return value
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """In UTC (no offset means UTC): PostgreSQL refuses offsets beyond 15:59, ISO allows 23:59."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_not_a_number), AfterValidator(_in_utc)]
+
+
 class AuditParams(Schema):
     action: str | None = None
     object: str | None = None
     actor: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime = None
+    until: IsoDateTime = None
     limit: int = 50
     order: str = "desc"
     page: str | None = None
@@ -160,6 +185,11 @@ def export_audit_events(
     if format not in ("csv", "json"):
         raise InvalidInput(f"format must be csv or json; got {format!r}.", field="format")
     entries = timeline.iterate(context.organization, _filters(params))
+    # The first entry now: a filter the trail refuses (an object that is not a PRN...) must
+    # be a 400 here, not an error in the middle of a 200 already on its way.
+    first = next(entries, None)
+    if first is not None:
+        entries = itertools.chain([first], entries)
     body = _csv_rows(entries) if format == "csv" else _json_rows(entries)
     content_type = "text/csv" if format == "csv" else "application/json"
     response = StreamingHttpResponse(body, content_type=f"{content_type}; charset=utf-8")

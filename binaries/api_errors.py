@@ -118,6 +118,11 @@ class JSONBodyParser(Parser):
         self, data: MultiValueDict, list_fields: list[str], request: HttpRequest
     ) -> dict[str, Any]:
         for key, values in data.lists():
+            if len(values) > 1 and key not in list_fields:
+                raise InvalidInput(
+                    f"The query parameter {key!r} is given {len(values)} times; give it once.",
+                    field=key,
+                )
             for value in values:
                 if "\x00" in key or "\x00" in value:
                     raise InvalidInput(

@@ -1,12 +1,11 @@
 """The upload protocol in the API: declare a part and get its upload URL; list parts."""
 
-from typing import Any
-
 from django.http import HttpRequest
 from ninja import Router, Schema, Status
 
 from binaries import selectors, uploads
 from binaries.api_auth import api_context, writer
+from binaries.api_schemas import ERRORS, BinaryPartList, DeclaredPartEnvelope
 from binaries.serializers import binary_part_data, iso
 
 router = Router(tags=["binary parts"])
@@ -22,7 +21,7 @@ def _base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/")
 
 
-@router.put("/binaries/{prn}/parts/{index}", response={201: dict[str, Any]})
+@router.put("/binaries/{prn}/parts/{index}", response={201: DeclaredPartEnvelope, **ERRORS})
 def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn):
     """Declare part `index` (1-10,000) with its SHA-256 and size; PUT the bytes to the URL
     answered in `presigned_upload_url` before `expires_at`. Re-putting an index replaces it."""
@@ -42,7 +41,7 @@ def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn)
     return Status(201, {"binary_part": data})
 
 
-@router.get("/binaries/{prn}/parts", response=dict[str, Any])
+@router.get("/binaries/{prn}/parts", response={200: BinaryPartList, **ERRORS})
 def list_binary_parts(request: HttpRequest, prn: str):
     """The parts declared so far and their states, as the object store confirms them."""
     context = api_context(request)

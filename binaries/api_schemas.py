@@ -184,3 +184,101 @@ class BinaryEnvelope(Schema):
 class BinaryList(Schema):
     binaries: list[BinaryOut]
     next_page: str | None
+
+
+class BinaryPartOut(Out):
+    prn: str
+    binary_prn: str
+    index: int
+    hash: str = Field(..., description="sha256:<64 hex>")
+    size: int
+    state: str = Field(
+        ..., json_schema_extra={"enum": ["uploadable", "valid", "invalid_hash", "invalid_size"]}
+    )
+    last_error: str
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DeclaredPartOut(BinaryPartOut):
+    presigned_upload_url: str = Field(..., description="PUT the part's bytes here.")
+    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DeclaredPartEnvelope(Schema):
+    binary_part: DeclaredPartOut
+
+
+class BinaryPartList(Schema):
+    binary_parts: list[BinaryPartOut]
+
+
+class SigningKeyOut(Out):
+    prn: str
+    organization_prn: str
+    name: str
+    algorithm: str
+    value: str = Field(..., description="The public key, PEM.")
+    keyid: str
+    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class SigningKeyEnvelope(Schema):
+    signing_key: SigningKeyOut
+
+
+class SigningKeyList(Schema):
+    signing_keys: list[SigningKeyOut]
+    next_page: str | None
+
+
+class BinarySignatureOut(Out):
+    prn: str
+    binary_prn: str
+    signing_key_prn: str
+    keyid: str
+    signature: str = Field(..., description="Hex.")
+    scheme: str
+    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class BinarySignatureEnvelope(Schema):
+    binary_signature: BinarySignatureOut
+
+
+class BinarySignatureList(Schema):
+    binary_signatures: list[BinarySignatureOut]
+    next_page: str | None
+
+
+class DownloadUrlOut(Schema):
+    download_url: str
+    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DailyCount(Schema):
+    date: str = Field(..., json_schema_extra={"format": "date"})
+    count: int
+
+
+class DownloadCounts(Schema):
+    download_counts: list[DailyCount]
+
+
+class AuditEventList(Schema):
+    audit_events: list[dict[str, Any]]
+    next_page: str | None
+
+
+# The error answers every operation may give, in the one error shape. 503: the database or
+# the object store is unreachable (nothing was changed; Retry-After says when to try again).
+ERRORS: dict[Any, Any] = {frozenset({400, 401, 403, 404, 409, 413, 503}): ErrorOut}
+# Download URLs of destroyed binaries answer 410.
+GONE_ERRORS: dict[Any, Any] = {frozenset({400, 401, 403, 404, 409, 410, 413, 503}): ErrorOut}

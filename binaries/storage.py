@@ -224,8 +224,10 @@ class FilesystemStorage:
         # The upload endpoint already checked size and SHA-256 of each part as it arrived;
         # a part whose bytes have since gone missing is uploadable again.
         checks: dict[int, PartCheck] = {}
-        partial = self._partial(binary)
-        partial_size = partial.stat().st_size if partial.exists() else 0
+        try:
+            partial_size = self._partial(binary).stat().st_size
+        except FileNotFoundError:  # none yet, or a reset just removed it
+            partial_size = 0
         expected_offset = 0
         for part in sorted(parts, key=lambda p: p.index):
             placed_at, expected_offset = expected_offset, expected_offset + part.size
@@ -255,6 +257,12 @@ class FilesystemStorage:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._assemble(binary, parts)
+        except FileNotFoundError as exc:
+            # A reset deleted the parts while they were being put together.
+            raise PartBusy(
+                "The upload was reset while it was being completed; upload its parts again, "
+                "then mark it hashable."
+            ) from exc
         finally:
             os.close(lock)
 

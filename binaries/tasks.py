@@ -73,6 +73,23 @@ def enqueue_discard(binary_id: int) -> None:
         log.exception("Could not queue content deletion of binary %s", binary_id)
 
 
+def enqueue_discard_reset(binary_id: int, upload_id: str | None) -> None:
+    """Retry deleting a reset binary's content, which the reset could not delete."""
+    try:
+        discard_reset_content.delay(binary_id, upload_id)
+    except Exception:
+        log.exception("Could not queue content deletion of reset binary %s", binary_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=12, ignore_result=True)
+def discard_reset_content(self, binary_id: int, upload_id: str | None = None) -> bool:
+    # 12 retries, backing off to 10 minutes: about two hours of an unreachable store.
+    try:
+        return janitor.discard_reset_content(binary_id, upload_id)
+    except storage.StorageError as exc:
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 600)) from exc
+
+
 @shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
 def discard_content(self, binary_id: int) -> bool:
     try:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -137,25 +137,33 @@ def part_declare(
     backend = storage.get()
     backend.start_upload(binary)  # may call the object store: outside any transaction
     in_place = backend.name == "filesystem"
-    with transaction.atomic():
-        if not Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE).exists():
-            binary.refresh_from_db()
-            _require_uploadable(binary, "parts can be uploaded")
-        part, _ = BinaryPart.objects.update_or_create(
-            binary=binary,
-            index=index,
-            defaults={
-                "hash": digest,
-                "size": size,
-                "state": PartState.UPLOADABLE,
-                "token": secrets.token_hex(16),
-                "last_error": "",
-                "updated_at": timezone.now(),
-            },
-        )
-        if in_place:
-            _invalidate_moved_parts(binary)
-        part.refresh_from_db()
+    try:
+        with transaction.atomic():
+            if not Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE).exists():
+                binary.refresh_from_db()
+                _require_uploadable(binary, "parts can be uploaded")
+            part, _ = BinaryPart.objects.update_or_create(
+                binary=binary,
+                index=index,
+                defaults={
+                    "hash": digest,
+                    "size": size,
+                    "state": PartState.UPLOADABLE,
+                    "token": secrets.token_hex(16),
+                    "last_error": "",
+                    "updated_at": timezone.now(),
+                },
+            )
+            if in_place:
+                _invalidate_moved_parts(binary)
+            part.refresh_from_db()
+    except IntegrityError:
+        # Another request created this part at the same moment and it was gone again (a
+        # reset) before update_or_create could read it back.
+        raise Conflict(
+            f"Part {index} was declared by another request at the same moment; declare it again.",
+            code="part_busy",
+        ) from None
     expires_at = timezone.now() + timedelta(seconds=settings.UPLOAD_URL_TTL_SECONDS)
     binary.refresh_from_db()
     url = backend.part_upload_url(binary, part, expires_at, base_url)
@@ -185,16 +193,13 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
         .first()
     )
     if part is None or part.hash != token_payload["h"] or part.size != token_payload["s"]:
-        raise Conflict(
-            "This upload URL was superseded: the part was declared again or the binary was "
-            "reset. Declare the part again for a new URL.",
-            code="superseded",
-        )
+        raise _superseded()
     binary = part.binary
     _require_uploadable(binary, "parts can be uploaded")
     backend = storage.get()
     # Where every lower part is declared, the bytes go straight to their place in the object.
-    part.offset = _offsets(list(binary.parts.all()))[part.index]
+    # (None also when a reset removed the part meanwhile: the update below then finds no row.)
+    part.offset = _offsets(list(binary.parts.all())).get(part.index)
     if length != part.size:
         check = storage.PartCheck(
             PartState.INVALID_SIZE,
@@ -210,8 +215,19 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     BinaryPart.objects.filter(pk=part.pk, token=part.token).update(
         state=check.state, last_error=check.message, offset=part.offset, updated_at=timezone.now()
     )
-    part.refresh_from_db()
+    try:
+        part.refresh_from_db()
+    except BinaryPart.DoesNotExist:  # a reset removed the part while its bytes arrived
+        raise _superseded() from None
     return part
+
+
+def _superseded() -> Conflict:
+    return Conflict(
+        "This upload URL was superseded: the part was declared again or the binary was "
+        "reset. Declare the part again for a new URL.",
+        code="superseded",
+    )
 
 
 def parts_refresh(binary: Binary) -> list[BinaryPart]:
