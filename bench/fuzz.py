@@ -73,8 +73,15 @@ def main() -> int:
     if done.returncode != 0:
         failures = re.findall(r"^E\s+--- (.*)$", output, re.MULTILINE)
         print(f"FAILED ({len(failures)} distinct failures; reproduce with --seed {seed}):")
-        for failure in failures:
-            print(f"  {failure}")
+        # Each failure's report: the lines after its "--- " line, up to the next one.
+        report = [line[1:].strip() for line in output.splitlines() if line.startswith("E ")]
+        shown = 0
+        for line in report:
+            if line.startswith("--- "):
+                shown = 30
+            if shown:
+                print(f"  {line}")
+                shown -= 1
         if not failures:
             print(output[-5000:])
         return 1

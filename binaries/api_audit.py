@@ -4,6 +4,7 @@ import csv
 import io
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -59,11 +60,19 @@ def organization_download_counts(request: HttpRequest, days: int = 30) -> dict:
     return {"download_counts": downloads.daily_counts(context.organization, days=days)}
 
 
-def _not_a_number(value: Any) -> Any:
-    """since/until are ISO 8601 date-times; pydantic would read a bare number as seconds
-    since 1970, which the documented format does not allow and nobody means."""
-    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
-        raise ValueError(f"must be an ISO 8601 date-time such as 2024-01-15T10:30:00Z, not {value}")
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339(value: Any) -> Any:
+    """since/until are date-times as documented (RFC 3339: date, time and offset). pydantic
+    would also take a bare number (seconds since 1970), a date alone or a time without an
+    offset, each of which means something else to someone."""
+    if isinstance(value, str) and not RFC3339.fullmatch(value):
+        raise ValueError(
+            f"must be a date-time with a time zone such as 2024-01-15T10:30:00Z, not {value!r}"
+        )
     return value
 
 
@@ -79,7 +88,7 @@ def _in_utc(value: datetime | None) -> datetime | None:
         raise ValueError("is out of range once converted to UTC") from None
 
 
-IsoDateTime = Annotated[datetime | None, BeforeValidator(_not_a_number), AfterValidator(_in_utc)]
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
 
 
 class AuditParams(Schema):

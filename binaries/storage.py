@@ -362,7 +362,14 @@ class S3Storage:
     name = "s3"
 
     def __init__(self, backend: Any):
+        from botocore.config import Config
+
         self.backend = backend  # django-storages' S3Storage, configured by STORAGES["binaries"]
+        # A store that stops answering mid-read must fail in seconds (and be retried), not
+        # hang a worker for botocore's default minute. The client is built lazily, after this.
+        self.backend.client_config = self.backend.client_config.merge(
+            Config(connect_timeout=5, read_timeout=15)
+        )
 
     @property
     def client(self) -> Any:

@@ -55,6 +55,21 @@ BODY_PRNS = {
 }
 
 
+def one_element_array_sent_as_a_value(failure: Any, response: Any) -> bool:
+    """Schemathesis's false positive: a query parameter made "an array" of one element goes
+    on the wire as `?name=value`, the very request a valid string makes, so accepting it is
+    right. (A parameter given twice is refused; that is checked on the URL sent.)"""
+    from urllib.parse import parse_qsl, urlsplit
+
+    if failure.title != "Schema-violating request accepted":
+        return False
+    components = [line for line in str(failure.message).splitlines() if "violates" in line]
+    query_arrays = [c for c in components if "query" in c and "became array" in c]
+    others = [c for c in components if c not in query_arrays and "header" not in c]
+    sent = [name for name, _ in parse_qsl(urlsplit(response.request.url).query, True)]
+    return bool(query_arrays) and not others and len(sent) == len(set(sent))
+
+
 def _checks(names: list[str]) -> list[Any]:
     from schemathesis import checks
 
@@ -122,6 +137,8 @@ class Fuzzer:
                 case.validate_response(response, checks=checks, headers=headers)
             except FailureGroup as group:
                 for failure in group.exceptions:
+                    if one_element_array_sent_as_a_value(failure, response):
+                        continue
                     key = (operation.label, f"{mode.value}: {failure.title}")
                     self.failures.setdefault(key, str(group)[:3000])
 
@@ -198,13 +215,19 @@ def test_it_documents_every_answer_of_every_operation(client):
 
 
 @pytest.mark.django_db
-def test_it_refuses_a_number_where_the_audit_trail_wants_a_date(admin_api):
-    response = admin_api.get("/audit_events", until="0.0")
+@pytest.mark.parametrize(
+    "moment", ["0.0", "1700000000", "2024-01-15", "2024-01-15T10:30:00", "2024-01-15 10:30:00Z"]
+)
+def test_it_refuses_what_is_not_a_date_time_where_the_audit_trail_wants_one(admin_api, moment):
+    """Found by the fuzzer: pydantic read a number as seconds since 1970, a date alone as
+    midnight and a time without offset as local, none of which the documented format allows."""
+    response = admin_api.get("/audit_events", until=moment)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["field"] == "until"
-    assert "ISO 8601" in error["message"]
-    assert admin_api.get("/audit_events", until="2024-01-15T10:30:00Z").status_code == 200
+    assert "a date-time with a time zone such as 2024-01-15T10:30:00Z" in error["message"]
+    for good in ("2024-01-15T10:30:00Z", "2024-01-15T10:30:00.123456+02:00"):
+        assert admin_api.get("/audit_events", until=good).status_code == 200
 
 
 @pytest.mark.django_db
