@@ -19,6 +19,7 @@ from ninja.parser import Parser
 
 from binaries.errors import DomainError, InvalidInput
 from binaries.storage import StorageError
+from peridio_console.middleware import database_trouble
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
@@ -231,13 +232,13 @@ def install_error_handlers(api: "NinjaAPI") -> None:
     def on_404(request: HttpRequest, exc: Any) -> HttpResponse:
         return respond(request, 404, error_body("not_found", "Not found."))
 
-    def on_database_down(request: HttpRequest, exc: Any) -> HttpResponse:
-        logger.error("Database unavailable in %s %s: %s", request.method, request.path, exc)
-        message = (
-            "The database is unreachable right now; nothing was changed. Try again in a moment."
+    def on_database_error(request: HttpRequest, exc: Any) -> HttpResponse:
+        trouble = database_trouble(exc)
+        logger.error(
+            "Database error (%s) in %s %s: %s", trouble.code, request.method, request.path, exc
         )
-        response = respond(request, 503, error_body("unavailable", message))
-        response["Retry-After"] = "5"
+        response = respond(request, trouble.status, error_body(trouble.code, trouble.message))
+        response["Retry-After"] = trouble.retry_after
         return response
 
     def on_storage_error(request: HttpRequest, exc: Any) -> HttpResponse:
@@ -263,7 +264,7 @@ def install_error_handlers(api: "NinjaAPI") -> None:
     api.add_exception_handler(RequestDataTooBig, on_too_big)
     api.add_exception_handler(UnreadablePostError, on_unreadable)
     api.add_exception_handler(Http404, on_404)
-    api.add_exception_handler(OperationalError, on_database_down)
-    api.add_exception_handler(InterfaceError, on_database_down)
+    api.add_exception_handler(OperationalError, on_database_error)
+    api.add_exception_handler(InterfaceError, on_database_error)
     api.add_exception_handler(StorageError, on_storage_error)
     api.add_exception_handler(Exception, on_anything_else)

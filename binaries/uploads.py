@@ -139,7 +139,15 @@ def part_declare(
     in_place = backend.name == "filesystem"
     try:
         with transaction.atomic():
-            if not Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE).exists():
+            # Lock the binary row before any part row: declarations of different parts of
+            # one binary then take their locks in one order (no deadlock on PostgreSQL), and
+            # a concurrent move or reset (which updates this row first) waits or is waited on.
+            uploadable = (
+                Binary.objects.select_for_update()
+                .filter(pk=binary.pk, state=State.UPLOADABLE)
+                .values_list("pk", flat=True)
+            )
+            if not list(uploadable):
                 binary.refresh_from_db()
                 _require_uploadable(binary, "parts can be uploaded")
             part, _ = BinaryPart.objects.update_or_create(
@@ -173,7 +181,7 @@ def part_declare(
 def _invalidate_moved_parts(binary: Binary) -> None:
     """A part written in place whose offset has moved (an earlier part changed size) must be
     sent again: its bytes sit at the old offset."""
-    parts = list(BinaryPart.objects.select_for_update().filter(binary=binary))
+    parts = list(BinaryPart.objects.select_for_update().filter(binary=binary).order_by("index"))
     offsets = _offsets(parts)
     for part in parts:
         if part.offset is not None and offsets[part.index] != part.offset:

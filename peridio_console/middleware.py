@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -10,6 +11,37 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL's answers when concurrent transactions collide: a deadlock was broken by rolling
+# this one back, or a serializable transaction could not be ordered. Nothing was written.
+COLLISION_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@dataclass(frozen=True)
+class DatabaseTrouble:
+    status: int
+    code: str
+    message: str
+    retry_after: str
+
+
+def database_trouble(exc: Exception) -> DatabaseTrouble:
+    """What to tell a client whose request failed on a database error (the API and the
+    console say the same)."""
+    if getattr(exc.__cause__, "sqlstate", None) in COLLISION_SQLSTATES:
+        return DatabaseTrouble(
+            503,
+            "busy",
+            "Another request was changing the same records at that moment; nothing was "
+            "changed. Send the request again.",
+            "1",
+        )
+    return DatabaseTrouble(
+        503,
+        "unavailable",
+        "The database is unreachable right now; nothing was changed. Try again in a moment.",
+        "5",
+    )
 
 
 def content_security_policy() -> str:
@@ -57,15 +89,16 @@ class SecurityHeadersMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, (OperationalError, InterfaceError)):
             return None
-        log.error("Database unavailable while serving %s: %s", request.path, exception)
-        message = (
-            "The database is unreachable right now; nothing was changed. Try again in a moment."
-        )
+        trouble = database_trouble(exception)
+        log.error("Database error (%s) while serving %s: %s", trouble.code, request.path, exception)
         if request.path.startswith("/v1/") or request.path.startswith("/transfer/"):
             response: HttpResponse = JsonResponse(
-                {"error": {"code": "unavailable", "message": message, "field": None}}, status=503
+                {"error": {"code": trouble.code, "message": trouble.message, "field": None}},
+                status=trouble.status,
             )
         else:
-            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
-        response["Retry-After"] = "5"
+            response = HttpResponse(
+                trouble.message, status=trouble.status, content_type="text/plain; charset=utf-8"
+            )
+        response["Retry-After"] = trouble.retry_after
         return response

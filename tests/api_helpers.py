@@ -39,6 +39,10 @@ class ApiClient:
         body = data if isinstance(data, bytes | str) else json.dumps(data)
         return self.client.patch(self._url(path, None), body, content_type="application/json")
 
+    def put(self, path: str, data: Any = None):
+        body = data if isinstance(data, bytes | str) else json.dumps(data)
+        return self.client.put(self._url(path, None), body, content_type="application/json")
+
     def delete(self, path: str, data: Any = None, **params: Any):
         body = b"" if data is None else json.dumps(data)
         return self.client.delete(self._url(path, params), body, content_type="application/json")

@@ -13,7 +13,6 @@ CI=true, where that is a failure.
 
 import hashlib
 import itertools
-import json
 import random
 import tempfile
 import threading
@@ -287,9 +286,7 @@ def test_it_answers_409_when_a_part_declared_at_the_same_moment_is_gone_again(
 
     monkeypatch.setattr(BinaryPart.objects, "update_or_create", lost_race)
     body = {"hash": hashlib.sha256(CONTENT).hexdigest(), "size": len(CONTENT)}
-    response = engineer_api.client.put(
-        f"/v1/binaries/{binary.prn}/parts/1", json.dumps(body), content_type="application/json"
-    )
+    response = engineer_api.put(f"/binaries/{binary.prn}/parts/1", body)
     assert response.status_code == 409
     assert response.json()["error"] == {
         "code": "part_busy",
@@ -297,12 +294,7 @@ def test_it_answers_409_when_a_part_declared_at_the_same_moment_is_gone_again(
         "field": None,
     }
     monkeypatch.undo()
-    assert (
-        engineer_api.client.put(
-            f"/v1/binaries/{binary.prn}/parts/1", json.dumps(body), content_type="application/json"
-        ).status_code
-        == 201
-    )
+    assert engineer_api.put(f"/binaries/{binary.prn}/parts/1", body).status_code == 201
 
 
 @pytest.mark.django_db(transaction=True)
@@ -364,3 +356,62 @@ def test_it_answers_superseded_when_a_reset_removes_a_part_while_its_bytes_arriv
         )
     assert refused.value.code == "superseded"
     assert not BinaryPart.objects.filter(binary=binary).exists()
+
+
+def test_it_takes_parts_declared_side_by_side_without_deadlocks(served):
+    """Found in CI: the console uploads four parts at a time, and on PostgreSQL two
+    declarations of different parts of one binary locked each other's rows in opposite orders
+    (deadlock detected: a 503, then a retry). Now every declaration locks the binary first."""
+    gunicorn, api_key, _ = served
+    parts, rounds = 8, 6
+    size = 5 * 1024 * 1024
+    with httpx.Client(
+        base_url=gunicorn.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
+    ) as api:
+        artifact = api.post("/v1/artifacts", json={"name": "side-by-side"}).json()["artifact"]
+        version = api.post(
+            "/v1/artifact_versions", json={"artifact_prn": artifact["prn"], "version": "1.0.0"}
+        ).json()["artifact_version"]
+        created = api.post(
+            "/v1/binaries",
+            json={
+                "artifact_version_prn": version["prn"],
+                "target": "x86_64-linux-gnu",
+                "hash": "0" * 64,
+                "size": parts * size,
+            },
+        )
+        assert created.status_code == 201, created.text
+        prn = created.json()["binary"]["prn"]
+
+    barrier = threading.Barrier(parts)
+    statuses: list[tuple[int, int | str]] = []
+    lock = threading.Lock()
+
+    def declarer(index: int) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        with httpx.Client(base_url=gunicorn.url, headers=headers, timeout=60) as http:
+            barrier.wait(timeout=60)
+            for round_ in range(rounds):
+                body = {"hash": f"{index:02x}{round_:02x}".ljust(64, "a"), "size": size}
+                try:
+                    answer: int | str = http.put(
+                        f"/v1/binaries/{prn}/parts/{index}", json=body
+                    ).status_code
+                except httpx.HTTPError as exc:
+                    answer = f"{type(exc).__name__}: {exc}"
+                with lock:
+                    statuses.append((index, answer))
+
+    threads = [threading.Thread(target=declarer, args=(n,)) for n in range(1, parts + 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a client hung"
+    assert len(statuses) == parts * rounds
+    assert {answer for _, answer in statuses} == {201}, (
+        Counter(answer for _, answer in statuses),
+        gunicorn.output()[-3000:],
+    )
+    assert "deadlock" not in gunicorn.output()

@@ -506,3 +506,38 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_
     assert storage.get().exists(binary)  # the content was not deleted either
     # The page works again once the database is back.
     assert client.get(f"/binaries/{binary.uuid}/").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("cause", "code", "retry_after"),
+    [
+        ("DeadlockDetected", "busy", "1"),
+        ("SerializationFailure", "busy", "1"),
+        ("OperationalError", "unavailable", "5"),
+    ],
+)
+def test_it_tells_a_collision_of_transactions_from_a_database_that_is_away(
+    engineer_api, version, actor, monkeypatch, cause, code, retry_after
+):
+    """PostgreSQL breaks a deadlock by rolling one transaction back: nothing was written and
+    sending the request again works, so the answer says so (not "unreachable")."""
+    import psycopg
+
+    binary = new_binary(version, actor, random_bytes(100))
+
+    def collide(**kwargs: Any) -> Any:
+        raise OperationalError("deadlock detected") from getattr(psycopg.errors, cause)()
+
+    monkeypatch.setattr(uploads, "part_declare", collide)
+    body = {"hash": "a" * 64, "size": 100}
+    response = engineer_api.put(f"/binaries/{binary.prn}/parts/1", body)
+    assert response.status_code == 503, response.content
+    assert error_of(response)["code"] == code
+    assert response["Retry-After"] == retry_after
+    if code == "busy":
+        assert error_of(response)["message"] == (
+            "Another request was changing the same records at that moment; nothing was "
+            "changed. Send the request again."
+        )
+    assert not BinaryPart.objects.filter(binary=binary).exists()

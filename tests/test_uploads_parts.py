@@ -391,10 +391,9 @@ def test_it_declares_and_lists_parts_through_the_api(backend, version, actor, en
     data = random_bytes(5 * MiB + 10)
     binary = new_binary(version, actor, data)
     chunks = split(data, 5 * MiB)
-    response = engineer_api.client.put(
-        f"/v1/binaries/{binary.prn}/parts/1",
+    response = engineer_api.put(
+        f"/binaries/{binary.prn}/parts/1",
         {"hash": f"sha256:{sha256(chunks[0])}", "size": len(chunks[0])},
-        content_type="application/json",
     )
     assert response.status_code == 201, response.content
     body = response.json()["binary_part"]
@@ -412,10 +411,9 @@ def test_it_declares_and_lists_parts_through_the_api(backend, version, actor, en
     else:
         assert put_http(url, chunks[0], sha256(chunks[0])).status_code == 200
     for index, status in ((0, 400), (10_001, 400)):
-        bad = engineer_api.client.put(
-            f"/v1/binaries/{binary.prn}/parts/{index}",
+        bad = engineer_api.put(
+            f"/binaries/{binary.prn}/parts/{index}",
             {"hash": sha256(chunks[1]), "size": len(chunks[1])},
-            content_type="application/json",
         )
         assert bad.status_code == status
         assert "from 1 to 10000" in bad.json()["error"]["message"]
