@@ -277,6 +277,10 @@ class BinarySignature(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [models.Index(fields=["binary", "created_at"])]
+        constraints = [
+            # A key signs a binary once (to sign again, remove its signature first).
+            models.UniqueConstraint(fields=["binary", "signing_key"], name="one_signature_per_key")
+        ]
 
     def __str__(self) -> str:
         return f"{self.scheme} signature of {self.binary_id}"

@@ -114,7 +114,29 @@ def signature_create(
             "signable (its content verified) or signed.",
             code="invalid_state",
         )
+    _refuse_second_signature(binary, key)
     scheme, raw = signing.verify(key, signature, binary.verified_hash)
+    return _attach(binary, key, scheme, raw, actor)
+
+
+def _refuse_second_signature(binary: Binary, key: SigningKey) -> None:
+    existing = (
+        BinarySignature.objects.select_related("binary__organization")
+        .filter(binary=binary, signing_key=key)
+        .first()
+    )
+    if existing is not None:
+        raise Conflict(
+            f"Signing key {key.name!r} ({key.prn}) already signed this binary "
+            f"({existing.prn}); remove that signature first to sign with the key again.",
+            field="signing_key_prn",
+            code="already_signed",
+        )
+
+
+def _attach(
+    binary: Binary, key: SigningKey, scheme: str, raw: bytes, actor: Actor
+) -> BinarySignature:
     with transaction.atomic():
         # Re-check under the row lock: a reset or destroy may have happened meanwhile.
         current = Binary.objects.select_for_update().get(pk=binary.pk)
@@ -124,6 +146,7 @@ def signature_create(
                 "signable or signed.",
                 code="invalid_state",
             )
+        _refuse_second_signature(binary, key)  # the same key may have signed meanwhile
         created = BinarySignature.objects.create(
             binary=current, signing_key=key, signature=raw, scheme=scheme, created_by=actor.user
         )

@@ -90,9 +90,11 @@ def discard_reset_content(self, binary_id: int, upload_id: str | None = None) ->
         raise self.retry(exc=exc, countdown=min(2**self.request.retries, 600)) from exc
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None, ignore_result=True)
+@shared_task(bind=True, acks_late=True, max_retries=12, ignore_result=True)
 def discard_content(self, binary_id: int) -> bool:
+    # About two hours of retries; after that the hourly janitor queues it again (the record
+    # says the content is not confirmed gone), so a long outage never ends in a lost delete.
     try:
         return janitor.discard_destroyed_content(binary_id)
     except storage.StorageError as exc:
-        raise self.retry(exc=exc, countdown=min(2 ** min(self.request.retries, 10), 600)) from exc
+        raise self.retry(exc=exc, countdown=min(2**self.request.retries, 600)) from exc

@@ -455,6 +455,22 @@ def test_it_refuses_a_signature_that_does_not_verify(engineer, version, binary):
     assert binary.signatures.count() == 0
 
 
+def test_it_refuses_a_second_signature_by_the_same_key_beside_the_key_field(
+    engineer, version, binary
+):
+    pair = KeyPair()
+    key = pair.register(version.organization)
+    url = reverse("console:binary_sign", args=[binary.uuid])
+    body = {"signing_key": str(key.uuid), "signature": pair.sign(binary).hex()}
+    engineer.post(url, body)
+
+    response = engineer.post(url, body)
+
+    assert response.status_code == 200
+    assert b"already signed this binary" in response.content
+    assert binary.signatures.count() == 1
+
+
 def test_it_refuses_to_sign_in_a_state_that_does_not_allow_it(engineer, version):
     pair = KeyPair()
     key = pair.register(version.organization)

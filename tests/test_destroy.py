@@ -3,7 +3,7 @@ signatures and events stay for ever, and nothing can be downloaded from it again
 
 import pytest
 
-from binaries import janitor, storage
+from binaries import janitor, storage, tasks
 from binaries.models import Binary, BinaryEvent, BinarySignature, State
 from tests.api_helpers import error_of
 from tests.signing_helpers import on_commit, signable_binary, signed_binary
@@ -240,6 +240,29 @@ def test_it_retries_deleting_the_content_until_it_is_gone(
     assert stored_for(backend, binary) == []
     binary.refresh_from_db()
     assert binary.content_deleted_at is not None
+
+
+def test_it_stops_retrying_a_deletion_and_leaves_it_to_the_janitor(
+    client, engineer_api, backend, version, actor, monkeypatch, eager_retries
+):
+    """A store away for hours: the task gives up after its retries (it used to retry for
+    ever) and the record still says the content is there, so the janitor queues it again."""
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(2000))
+    calls = []
+
+    def failing_delete(self, target):
+        calls.append(target.pk)
+        raise storage.StorageError("The object store could not delete the content.")
+
+    monkeypatch.setattr(type(backend), "delete", failing_delete)
+
+    assert destroy(engineer_api, binary).status_code == 204
+
+    assert len(calls) == tasks.discard_content.max_retries + 1
+    binary.refresh_from_db()
+    assert binary.content_deleted_at is None
+    later = binary.updated_at + __import__("datetime").timedelta(minutes=11)
+    assert janitor.destroyed_with_content(now=later) == [binary.pk]
 
 
 def test_it_leaves_content_deletion_unconfirmed_while_the_store_fails(

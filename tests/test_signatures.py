@@ -150,6 +150,32 @@ def test_it_adds_more_signatures_to_a_signed_binary(engineer_api, binary, data):
     assert BinaryEvent.objects.filter(binary=binary, to_state=State.SIGNED).count() == 1
 
 
+def test_it_refuses_a_second_signature_by_the_same_key_until_the_first_is_removed(
+    engineer_api, binary, data
+):
+    private = cached_key("ed25519")
+    key = register(engineer_api, public_pem(private), name="release")
+    first = attach(engineer_api, binary, sign(private, data).hex(), signing_key_prn=key["prn"])
+    assert first.status_code == 201, first.content
+    first_prn = first.json()["binary_signature"]["prn"]
+    before = row_counts()
+
+    again = attach(engineer_api, binary, b64(sign(private, data)), signing_key_prn=key["prn"])
+
+    assert again.status_code == 409
+    assert error_of(again) == {
+        "code": "already_signed",
+        "field": "signing_key_prn",
+        "message": f"Signing key 'release' ({key['prn']}) already signed this binary "
+        f"({first_prn}); remove that signature first to sign with the key again.",
+    }
+    assert row_counts() == before
+    assert engineer_api.delete(f"/binary_signatures/{first_prn}").status_code == 204
+    replaced = attach(engineer_api, binary, b64(sign(private, data)), signing_key_prn=key["prn"])
+    assert replaced.status_code == 201, replaced.content
+    assert BinarySignature.objects.filter(binary=binary).count() == 1
+
+
 # --- Refusals: each says why, none writes a row --------------------------------------------
 
 
