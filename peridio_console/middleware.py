@@ -102,3 +102,36 @@ class SecurityHeadersMiddleware:
             )
         response["Retry-After"] = trouble.retry_after
         return response
+
+
+class ApiErrorShapeMiddleware:
+    """Answers the API and the transfer URLs give outside their views (a method a path does not
+    take, an unknown transfer path) come in the API's one error shape, not as HTML or text."""
+
+    PREFIXES = ("/v1/", "/transfer/")
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code not in (404, 405)
+            or not request.path.startswith(self.PREFIXES)
+            or request.path.startswith("/v1/docs")
+            or response.get("Content-Type", "").startswith("application/json")
+        ):
+            return response
+        if response.status_code == 405:
+            allowed = ", ".join(sorted(m.strip() for m in response.get("Allow", "").split(",")))
+            code = "method"
+            message = f"{request.method} is not allowed on this path; it takes {allowed}."
+        else:
+            code, message = "not_found", "Not found."
+        shaped = JsonResponse(
+            {"error": {"code": code, "message": message, "field": None}},
+            status=response.status_code,
+        )
+        if response.has_header("Allow"):
+            shaped["Allow"] = response["Allow"]
+        return shaped

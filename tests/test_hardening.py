@@ -90,3 +90,40 @@ def test_it_refuses_oversized_bodies(engineer_api, settings, path):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
     response = engineer_api.post(path, b'{"name": "' + b"x" * 4096 + b'"}')
     assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code", "message"),
+    [
+        (
+            "post",
+            "/v1/binaries/prn:1:a:binary:b",
+            405,
+            "method",
+            "POST is not allowed on this path; it takes DELETE, GET, PATCH.",
+        ),
+        (
+            "put",
+            "/v1/artifacts",
+            405,
+            "method",
+            "PUT is not allowed on this path; it takes GET, POST.",
+        ),
+        ("get", "/transfer/elsewhere", 404, "not_found", "Not found."),
+    ],
+)
+def test_it_answers_a_wrong_method_or_path_in_the_api_error_shape(
+    engineer_api, method, path, status, code, message
+):
+    response = getattr(engineer_api.client, method)(path)
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json() == {"error": {"code": code, "message": message, "field": None}}
+    if status == 405:
+        assert response["Allow"]
+
+
+def test_it_leaves_console_errors_as_pages(client, db):
+    response = client.get("/no-such-console-page/")
+    assert response.status_code == 404
+    assert not response["Content-Type"].startswith("application/json")
