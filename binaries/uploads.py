@@ -302,11 +302,21 @@ def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
         raise lifecycle.TransitionRefused(
             binary.state, State.HASHABLE, lifecycle.allowed_client_moves(binary.state)
         )
-    parts = parts_refresh(binary)
-    problem = _completion_problems(binary, parts)
-    if problem:
-        raise Conflict(problem, code="upload_incomplete")
-    storage.get().complete(binary, parts)  # object-store I/O: before the transaction
+    try:
+        parts = parts_refresh(binary)
+        problem = _completion_problems(binary, parts)
+        if problem:
+            raise Conflict(problem, code="upload_incomplete")
+        storage.get().complete(binary, parts)  # object-store I/O: before the transaction
+    except (storage.StorageError, Conflict):
+        # A concurrent request may have completed the upload meanwhile (its parts are then
+        # gone, and S3 knows its id no more): say so, not "incomplete" or "store refused".
+        binary.refresh_from_db()
+        if binary.state != State.UPLOADABLE:
+            raise lifecycle.TransitionRefused(
+                binary.state, State.HASHABLE, lifecycle.allowed_client_moves(binary.state)
+            ) from None
+        raise
     from binaries import tasks  # tasks import services; import late to avoid a cycle
 
     return lifecycle.transition(

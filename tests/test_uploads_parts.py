@@ -498,3 +498,35 @@ def test_it_writes_nothing_for_an_upload_superseded_while_it_waited(
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
+
+
+# --- Two completions at once ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_refuses_a_second_completion_that_lost_the_race_with_409(
+    client, backend, version, actor, monkeypatch
+):
+    """Two clients mark the binary hashable at once. Both find it uploadable; the first
+    completes the upload and moves it. On S3 the second then finds the multipart upload gone:
+    that used to be a 503 "object store refused"; it is the conflict it is."""
+    data = random_bytes(5 * MiB + 99)
+    binary = new_binary(version, actor, data)
+    for index, chunk in enumerate(split(data, 5 * MiB), start=1):
+        assert put_bytes(client, declare(binary, index, chunk), chunk) == 200
+    real_refresh = uploads.parts_refresh
+
+    def first_client_wins(target):
+        monkeypatch.setattr(uploads, "parts_refresh", real_refresh)
+        uploads.mark_hashable(binary=type(target).objects.get(pk=target.pk), actor=actor)
+        return real_refresh(target)
+
+    monkeypatch.setattr(uploads, "parts_refresh", first_client_wins)
+    with pytest.raises(lifecycle.TransitionRefused) as refused:
+        uploads.mark_hashable(binary=binary, actor=actor)
+
+    assert refused.value.status == 409
+    assert refused.value.current == State.SIGNABLE  # the winner's verification ran (eager)
+    binary.refresh_from_db()
+    assert read_back(binary) == data
+    assert binary.events.filter(to_state=State.HASHABLE).count() == 1
