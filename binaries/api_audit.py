@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from django.http import HttpRequest, StreamingHttpResponse
@@ -18,6 +18,7 @@ from binaries.api_auth import ApiContext, api_context, require_role
 from binaries.api_schemas import ERRORS, GONE_ERRORS, AuditEventList, DownloadCounts, DownloadUrlOut
 from binaries.errors import InvalidInput
 from binaries.serializers import iso
+from binaries.validation import to_utc
 from peridio_console.models import Role
 
 distribution = Router(tags=["downloads"])
@@ -76,19 +77,7 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-def _in_utc(value: datetime | None) -> datetime | None:
-    """In UTC (no offset means UTC): PostgreSQL refuses offsets beyond 15:59, ISO allows 23:59."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of range once converted to UTC") from None
-
-
-IsoDateTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_in_utc)]
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(to_utc)]
 
 
 class AuditParams(Schema):

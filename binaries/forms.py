@@ -9,7 +9,7 @@ from django import forms
 from binaries.errors import DomainError
 from binaries.models import SigningKey, State
 from binaries.services import MAX_REASON
-from binaries.validation import MAX_DESCRIPTION
+from binaries.validation import MAX_DESCRIPTION, to_utc
 from peridio_console.models import Organization
 
 MAX_SIGNATURE_FILE = 16 * 1024
@@ -180,6 +180,16 @@ class SigningKeyForm(forms.Form):
     )
 
 
+class UtcDateTimeField(forms.DateTimeField):
+    """A date-time filter, in UTC whatever offset was typed (the API's since/until rule)."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return to_utc(super().to_python(value))
+        except ValueError as exc:
+            raise forms.ValidationError(f"This date-time {exc}.", code="invalid") from None
+
+
 class AuditFilterForm(forms.Form):
     action = forms.CharField(
         max_length=64,
@@ -189,12 +199,12 @@ class AuditFilterForm(forms.Form):
     )
     object = forms.CharField(max_length=256, required=False, label="Object PRN")
     actor = forms.CharField(max_length=160, required=False, help_text="Part of a name.")
-    since = forms.DateTimeField(
+    since = UtcDateTimeField(
         required=False,
         label="Since (UTC)",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
     )
-    until = forms.DateTimeField(
+    until = UtcDateTimeField(
         required=False,
         label="Until (UTC, exclusive)",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),

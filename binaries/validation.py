@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from binaries.errors import InvalidInput
@@ -99,3 +100,16 @@ def clean_name(value: Any, field: str = "name", maximum: int = 128) -> str:
             field=field,
         )
     return value.strip()
+
+
+def to_utc(value: datetime | None) -> datetime | None:
+    """A filter's date-time in UTC (no offset means UTC). PostgreSQL refuses offsets beyond
+    15:59 where ISO allows 23:59, and a time near year 1 or 9999 may not exist in UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None

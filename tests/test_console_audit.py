@@ -160,3 +160,25 @@ def test_it_shows_nothing_of_another_organization(outsider_membership, destroyed
     assert destroyed.prn not in html
     assert ids_on_page(html) == []
     assert ids_on_page(client.get(reverse("console:audit_destroyed")).content.decode()) == []
+
+
+@pytest.mark.parametrize(
+    ("since", "shown"),
+    [
+        ("2024-01-15T10:30:00-18:10", True),  # ISO allows it; PostgreSQL's offsets stop at 15:59
+        ("0001-01-01T00:00:00+05:00", False),  # before year 1 once in UTC
+        ("2024-01-15T10:30", True),  # what the browser's date-time field sends: UTC
+    ],
+)
+def test_it_reads_any_offset_in_the_date_filters_as_utc(admin, destroyed, since, shown):
+    for view in ("console:audit", "console:audit_destroyed"):
+        response = admin.get(reverse(view), {"since": since})
+        assert response.status_code == 200
+        html = response.content.decode()
+        if shown:
+            assert 'id="id_since_error"' not in html
+        else:
+            assert 'id="id_since_error"' in html
+            assert "out of range once converted to UTC" in html
+    export = admin.get(reverse("console:audit_export_csv"), {"since": since})
+    assert export.status_code == (200 if shown else 400)

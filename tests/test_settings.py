@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from peridio_console.env import env_bool, env_choice, env_int, env_list, secret_key
+from peridio_console.env import env_bool, env_choice, env_int, env_list, env_str, secret_key
 
 VAR = "PERIDIO_TEST_SETTING"
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -265,3 +265,12 @@ def test_it_refuses_to_load_settings_with_a_bad_value(tmp_path, env, message):
 def test_it_reads_an_empty_choice_as_the_default(monkeypatch):
     monkeypatch.setenv(VAR, "")
     assert env_choice(VAR, "filesystem", ("filesystem", "s3")) == "filesystem"
+
+
+@pytest.mark.parametrize("raw", [None, "", "  "])
+def test_it_reads_an_empty_string_setting_as_the_default(monkeypatch, raw):
+    if raw is not None:
+        monkeypatch.setenv(VAR, raw)
+    assert env_str(VAR, "filesystem://") == "filesystem://"
+    monkeypatch.setenv(VAR, " redis://127.0.0.1:6379/0 ")
+    assert env_str(VAR, "filesystem://") == "redis://127.0.0.1:6379/0"
