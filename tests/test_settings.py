@@ -41,7 +41,6 @@ def test_it_uses_the_default_bool_when_unset(default):
         ("false", False),
         ("No", False),
         ("off", False),
-        ("", False),
     ],
 )
 def test_it_reads_a_bool(monkeypatch, raw, value):
@@ -137,6 +136,8 @@ def test_it_refuses_a_choice_naming_the_variable_and_the_choices(monkeypatch, ra
 
 
 def test_it_reads_a_list(monkeypatch):
+    assert env_list(VAR, ["localhost"]) == ["localhost"]
+    monkeypatch.setenv(VAR, " ")
     assert env_list(VAR, ["localhost"]) == ["localhost"]
     monkeypatch.setenv(VAR, " a.example.com, ,b.example.com ,")
     assert env_list(VAR, ["localhost"]) == ["a.example.com", "b.example.com"]
@@ -272,5 +273,6 @@ def test_it_reads_an_empty_string_setting_as_the_default(monkeypatch, raw):
     if raw is not None:
         monkeypatch.setenv(VAR, raw)
     assert env_str(VAR, "filesystem://") == "filesystem://"
+    assert env_bool(VAR, True) is True  # SECURE_COOKIES= keeps cookies secure
     monkeypatch.setenv(VAR, " redis://127.0.0.1:6379/0 ")
     assert env_str(VAR, "filesystem://") == "redis://127.0.0.1:6379/0"
