@@ -5,7 +5,8 @@ no signed URL.
     BARE_RECEIVER_DIR=/tmp/out gunicorn bench.bare_receiver:app -k gthread --workers 2 --threads 4
 
 PUT /<name> with a Content-Length writes the body to $BARE_RECEIVER_DIR/<name> and answers
-{"sha256": ..., "size": ...}.
+{"sha256": ..., "size": ...}. With BARE_RECEIVER_FSYNC=1 it fsyncs the file before answering,
+as our endpoint does before it records a part valid (the durable floor).
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from typing import Any
 
 CHUNK = 1 << 20
 OUT = Path(os.environ.get("BARE_RECEIVER_DIR", "/tmp/bare-receiver"))
+FSYNC = os.environ.get("BARE_RECEIVER_FSYNC") == "1"
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -34,6 +36,8 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
             digest.update(chunk)
             out.write(chunk)
             received += len(chunk)
+        if FSYNC:
+            os.fsync(out.fileno())
     body = json.dumps({"sha256": digest.hexdigest(), "size": received}).encode()
     start_response(
         "200 OK" if received == length else "422 Unprocessable Entity",

@@ -12,13 +12,17 @@ All in one run, in a temporary folder (removed afterwards unless --keep):
   binaries.uploads in this process; then the parts PUT to their upload URLs, --parallel at once;
 - (b) bench/bare_receiver.py under the same gunicorn settings: read in 1 MiB chunks, SHA-256,
   write to disk; nothing else;
+- (b') the same bare receiver fsyncing each body before it answers, as (a) does before it
+  records a part valid: the durable floor. (b)'s bytes may never reach the disk at all (the
+  files are removed while still in the page cache), so on a disk slower to sync than the
+  network is fast, (a)/(b) measures the disk; (a)/(b') measures our code;
 - `cp` of the same file;
 - peak RSS of each server's processes (gunicorn master + workers), sampled with psutil;
 - marking the binary hashable (uploads.mark_hashable: parts checked, upload completed) and
   then verification (hashing.verify) run inline and timed.
 
 Celery is not eager here (CELERY_TASK_ALWAYS_EAGER=false, broker memory://), so completion
-does not hash inline. Goals: (a)/(b) <= 1.25; server RSS <= 150 MB.
+does not hash inline. Goals: (a)/(b) <= 1.25; server RSS <= 150 MB. (a)/(b') is printed beside.
 """
 
 import argparse
@@ -386,6 +390,13 @@ def main() -> None:
         servers.append(ours)
         bare = start_gunicorn("(b) bench.bare_receiver", "bench.bare_receiver:app", env, args)
         servers.append(bare)
+        durable_env = {
+            **env,
+            "BARE_RECEIVER_DIR": str(work / "durable"),
+            "BARE_RECEIVER_FSYNC": "1",
+        }
+        durable = start_gunicorn("(b') bare + fsync", "bench.bare_receiver:app", durable_env, args)
+        servers.append(durable)
         idle = {s.name: s.rss() for s in servers}
         client = Ours(ours, key, slug)
 
@@ -395,8 +406,9 @@ def main() -> None:
             client.declare(warm, hashes[:1], part_size, part_size), source, part_size, part_size, 1
         )
         put_parts([f"{bare.url}/warm-up"], source, part_size, part_size, 1)
+        put_parts([f"{durable.url}/warm-up"], source, part_size, part_size, 1)
 
-        times: dict[str, list[float]] = {"a": [], "b": []}
+        times: dict[str, list[float]] = {"a": [], "b": [], "d": []}
         completions: list[tuple[float, float, str, str]] = []
         declare_times: list[float] = []
         for round_number in range(args.rounds):
@@ -407,6 +419,14 @@ def main() -> None:
             assert [a["sha256"] for a in answers] == hashes, "(b) received other bytes"
             times["b"].append(elapsed)
             shutil.rmtree(work / "bare", ignore_errors=True)
+
+            os.sync()
+            durable_urls = [f"{durable.url}/part-{i + 1}" for i in range(len(hashes))]
+            with durable.sampling():
+                elapsed, answers = put_parts(durable_urls, source, part_size, size, args.parallel)
+            assert [a["sha256"] for a in answers] == hashes, "(b') received other bytes"
+            times["d"].append(elapsed)
+            shutil.rmtree(work / "durable", ignore_errors=True)
 
             prn = client.binary(f"bench-{round_number}", digest, size)
             started = time.perf_counter()
@@ -426,15 +446,18 @@ def main() -> None:
         cp_time = time.perf_counter() - started
         copy.unlink()
 
-        a, b = statistics.median(times["a"]), statistics.median(times["b"])
+        a, b, d = (statistics.median(times[k]) for k in ("a", "b", "d"))
         print(f"parts declared via: {'the API' if client.parts_api else 'binaries.uploads'}")
         print(f"(a) our upload endpoint:  {a:6.2f} s  {size / MiB / a:7.1f} MiB/s  {times['a']}")
         print(f"(b) bare WSGI receiver:   {b:6.2f} s  {size / MiB / b:7.1f} MiB/s  {times['b']}")
-        pairs = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
-        print(
-            f"(a)/(b) = {a / b:.3f} of the medians   (goal <= 1.25); round by round: "
-            f"{', '.join(f'{r:.2f}' for r in pairs)} (median {statistics.median(pairs):.2f})"
-        )
+        print(f"(b') bare + fsync:        {d:6.2f} s  {size / MiB / d:7.1f} MiB/s  {times['d']}")
+        for label, floor, goal in (("(b)", "b", "   (goal <= 1.25)"), ("(b')", "d", "")):
+            pairs = [x / y for x, y in zip(times["a"], times[floor], strict=True)]
+            print(
+                f"(a)/{label} = {a / statistics.median(times[floor]):.3f} of the medians{goal}; "
+                f"round by round: {', '.join(f'{r:.2f}' for r in pairs)} "
+                f"(median {statistics.median(pairs):.2f})"
+            )
         print(f"cp of the same file:      {cp_time:6.2f} s  {size / MiB / cp_time:7.1f} MiB/s")
         print(f"declaring {len(hashes)} parts: {statistics.median(declare_times):.2f} s")
         for hashable, verified, state, where in completions:
@@ -453,7 +476,12 @@ def main() -> None:
                 f"{mb(total)} master+workers (PSS {mb(pss)}), largest process {mb(largest)} "
                 f"({samples} samples)"
             )
-        print(json.dumps({"a_s": a, "b_s": b, "ratio": a / b, "cp_s": cp_time}))
+        print(
+            json.dumps(
+                {"a_s": a, "b_s": b, "durable_s": d, "ratio": a / b, "durable_ratio": a / d}
+                | {"cp_s": cp_time}
+            )
+        )
     finally:
         for server in servers:
             stop(server)
