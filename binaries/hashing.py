@@ -208,6 +208,24 @@ def scrub_one(binary: Binary) -> str:
     return "failed"
 
 
+def claim_for_scrub(binary: Binary) -> datetime | None:
+    """Take a due binary for this scrub run: a conditional update on the scrubbed_at that was
+    read, so two overlapping runs never read the same content. Returns the claim's time, or
+    None when another run took it first."""
+    now = timezone.now()
+    claimed = Binary.objects.filter(pk=binary.pk, scrubbed_at=binary.scrubbed_at).update(
+        scrubbed_at=now
+    )
+    return now if claimed else None
+
+
+def release_scrub_claim(binary: Binary, claimed_at: datetime) -> None:
+    """A scrub that could not read the content: the binary is due again at once."""
+    Binary.objects.filter(pk=binary.pk, scrubbed_at=claimed_at).update(
+        scrubbed_at=binary.scrubbed_at
+    )
+
+
 def due_for_scrub(now: datetime | None = None):
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.SCRUB_INTERVAL_SECONDS)

@@ -50,9 +50,13 @@ def sweep() -> int:
 def scrub(limit: int = 10) -> int:
     done = 0
     for binary in hashing.due_for_scrub()[:limit]:
+        claimed_at = hashing.claim_for_scrub(binary)
+        if claimed_at is None:
+            continue  # an overlapping run took it
         try:
             hashing.scrub_one(binary)
         except storage.StorageError:
+            hashing.release_scrub_claim(binary, claimed_at)
             log.warning("Scrub of %s failed; it stays due", binary.prn, exc_info=True)
         done += 1
     return done

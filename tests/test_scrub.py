@@ -197,3 +197,46 @@ def test_verification_itself_is_not_throttled(client, backend, version, actor, m
     uploads.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_scrub_runs_never_read_the_same_content(
+    client, backend, version, actor, monkeypatch
+):
+    """A run still going when the next one starts (the schedule is every 10 minutes, a big
+    store can take longer): each due binary is read by one run only."""
+    first = signed(client, version, actor, random_bytes(MiB), target="aarch64-linux-gnu")
+    second = signed(client, version, actor, random_bytes(MiB), target="x86_64-linux-gnu")
+    reads: list[int] = []
+    real_scrub_one = hashing.scrub_one
+    overlapping = {"started": False}
+
+    def scrub_one(binary):
+        reads.append(binary.pk)
+        if not overlapping["started"]:  # the next run starts while this one reads
+            overlapping["started"] = True
+            assert tasks.scrub() == 1
+        return real_scrub_one(binary)
+
+    monkeypatch.setattr(hashing, "scrub_one", scrub_one)
+    assert tasks.scrub() == 1
+
+    assert sorted(reads) == sorted([first.pk, second.pk])
+    assert list(hashing.due_for_scrub()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrub_that_cannot_read_leaves_the_binary_due(
+    client, backend, version, actor, monkeypatch
+):
+    binary = signed(client, version, actor, random_bytes(MiB))
+
+    def store_away(target):
+        raise storage.StorageError("The object store could not read the content.")
+
+    monkeypatch.setattr(hashing, "scrub_one", store_away)
+    assert tasks.scrub() == 1
+
+    assert [b.pk for b in hashing.due_for_scrub()] == [binary.pk]
+    binary.refresh_from_db()
+    assert binary.scrubbed_at is None
