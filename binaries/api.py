@@ -10,6 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 from ninja import NinjaAPI, Query, Router, Status
 from ninja.errors import ValidationError, ValidationErrorContext
 from pydantic import BaseModel
@@ -76,6 +77,7 @@ api = PeridioAPI(
     parser=JSONBodyParser(),
     openapi_url="/openapi.json",
     docs_url="/docs",
+    docs_decorator=require_safe,  # the schema and the docs are read-only: GET and HEAD
 )
 install_error_handlers(api)
 

@@ -110,6 +110,13 @@ def test_it_refuses_oversized_bodies(engineer_api, settings, path):
             "PUT is not allowed on this path; it takes GET, POST.",
         ),
         ("get", "/transfer/elsewhere", 404, "not_found", "Not found."),
+        (
+            "delete",
+            "/v1/openapi.json",
+            405,
+            "method",
+            "DELETE is not allowed on this path; it takes GET, HEAD.",
+        ),
     ],
 )
 def test_it_answers_a_wrong_method_or_path_in_the_api_error_shape(
