@@ -175,13 +175,20 @@ def _scan_for(
     if binary is not None and binary["state"] == "uploadable":
         existing = transfer.list_parts(client, binary["prn"])
     size = _file_size(path)
+    part_size = _choose_part_size(opts, existing, size)
+    return transfer.scan(path, part_size), existing
+
+
+def _choose_part_size(opts: TransferOptions, existing: dict[int, dict[str, Any]], size: int) -> int:
+    """The user's part size, else the one an interrupted upload of this binary used (so a rerun
+    resumes it), else the default; checked against the limits."""
     part_size = (
         opts.binary_part_size
         or transfer.adopt_layout(existing, size, opts.binary_part_size)
         or transfer.default_part_size(size)
     )
     transfer.check_part_size(part_size, size)
-    return transfer.scan(path, part_size), existing
+    return part_size
 
 
 def _file_size(path: str) -> int:
@@ -274,12 +281,7 @@ def _upload_overlapped(
     is marked finished. Parts already valid with the same bytes are skipped (a rerun)."""
     prn = binary["prn"]
     size = _file_size(path)
-    part_size = (
-        opts.binary_part_size
-        or transfer.adopt_layout(existing, size, opts.binary_part_size)
-        or transfer.default_part_size(size)
-    )
-    transfer.check_part_size(part_size, size)
+    part_size = _choose_part_size(opts, existing, size)
     hasher = transfer.BackgroundHash(path)
     hasher.start()
     report = transfer.Uploader(

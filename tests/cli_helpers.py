@@ -418,3 +418,11 @@ class Proxy:
             return sum(
                 1 for method, path, _ in self.forwarded if path.startswith("/transfer/parts/")
             )
+
+
+def create_args(version: str, path: Any, *extra: str) -> list[str]:
+    """`peridio binaries create` of a file for target universal (the all-in-one form)."""
+    return [
+        "binaries", "create", "--artifact-version-prn", version, "--target", "universal",
+        "--content-path", str(path), *extra,
+    ]  # fmt: skip

@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from tests.cli_helpers import MiB, Stack, guide_text, random_file, running_stack, sha256_file
+from tests.cli_helpers import (
+    MiB,
+    Stack,
+    create_args,
+    guide_text,
+    random_file,
+    running_stack,
+    sha256_file,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -357,20 +365,7 @@ def test_it_runs_provide_hash_on_creation_with_the_env_defaults(stack, work):
 def test_it_accepts_ecdsa_signatures_made_with_openssl(stack, work):
     version = stack.new_version()
     path, _ = firmware(work, 2 * MiB)
-    prn = json.loads(
-        ok(
-            stack.peridio(
-                "binaries",
-                "create",
-                "--artifact-version-prn",
-                version,
-                "--target",
-                "universal",
-                "--content-path",
-                str(path),
-            )
-        ).stdout
-    )["prn"]
+    prn = json.loads(ok(stack.peridio(*create_args(version, path))).stdout)["prn"]
     ok(stack.bash("openssl ecparam -name prime256v1 -genkey -noout -out private_key.pem", work))
     ok(stack.bash("openssl pkey -in private_key.pem -pubout -out public_key.pem", work))
     key = stack.prn_of(
@@ -397,20 +392,7 @@ def test_it_runs_the_reset_example(stack, work):
     again, and the same upload can run again."""
     version = stack.new_version()
     path, _ = firmware(work, 6 * MiB)
-    binary = json.loads(
-        ok(
-            stack.peridio(
-                "binaries",
-                "create",
-                "--artifact-version-prn",
-                version,
-                "--target",
-                "universal",
-                "--content-path",
-                str(path),
-            )
-        ).stdout
-    )
+    binary = json.loads(ok(stack.peridio(*create_args(version, path))).stdout)
     assert binary["state"] == "signable"
     reset = json.loads(ok(stack.bash(script(RESET, BINARY_PRN=binary["prn"]), work)).stdout)
     assert reset["state"] == "uploadable"

@@ -16,6 +16,7 @@ from tests.cli_helpers import (
     PERIDIO,
     MiB,
     Proxy,
+    create_args,
     random_file,
     running_stack,
     sha256_file,
@@ -36,13 +37,6 @@ def one_error_line(done, code: int) -> str:
     assert len(lines) == 1, done.stderr
     assert "Traceback" not in done.stderr
     return lines[0]
-
-
-def create_args(version: str, path, *extra: str) -> list[str]:
-    return [
-        "binaries", "create", "--artifact-version-prn", version, "--target", "universal",
-        "--content-path", str(path), *extra,
-    ]  # fmt: skip
 
 
 # --- Resume and retry -----------------------------------------------------------------------

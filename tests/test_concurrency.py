@@ -180,6 +180,25 @@ def check_chain(events: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def binary_over_http(api: httpx.Client, artifact: str, target: str, hash: str, size: int) -> str:
+    """An artifact, its version 1.0.0 and a binary, made through the API; the binary's PRN."""
+    made = api.post("/v1/artifacts", json={"name": artifact}).json()["artifact"]
+    version = api.post(
+        "/v1/artifact_versions", json={"artifact_prn": made["prn"], "version": "1.0.0"}
+    ).json()["artifact_version"]
+    created = api.post(
+        "/v1/binaries",
+        json={
+            "artifact_version_prn": version["prn"],
+            "target": target,
+            "hash": hash,
+            "size": size,
+        },
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["binary"]["prn"]
+
+
 @pytest.fixture
 def served(tmp_path):
     """gunicorn (2 gthread workers x 12 threads) on a private PostgreSQL database."""
@@ -201,21 +220,9 @@ def test_it_keeps_one_binary_consistent_under_50_conflicting_clients(served):
     with httpx.Client(
         base_url=gunicorn.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
     ) as api:
-        artifact = api.post("/v1/artifacts", json={"name": "contested"}).json()["artifact"]
-        version = api.post(
-            "/v1/artifact_versions", json={"artifact_prn": artifact["prn"], "version": "1.0.0"}
-        ).json()["artifact_version"]
-        created = api.post(
-            "/v1/binaries",
-            json={
-                "artifact_version_prn": version["prn"],
-                "target": "aarch64-linux-gnu",
-                "hash": hashlib.sha256(CONTENT).hexdigest(),
-                "size": len(CONTENT),
-            },
+        prn = binary_over_http(
+            api, "contested", "aarch64-linux-gnu", hashlib.sha256(CONTENT).hexdigest(), len(CONTENT)
         )
-        assert created.status_code == 201, created.text
-        prn = created.json()["binary"]["prn"]
         key = api.post("/v1/signing_keys", json={"name": "ci", "value": public_pem(private)})
         assert key.status_code == 201, key.text
         key_prn = key.json()["signing_key"]["prn"]
@@ -368,21 +375,7 @@ def test_it_takes_parts_declared_side_by_side_without_deadlocks(served):
     with httpx.Client(
         base_url=gunicorn.url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30
     ) as api:
-        artifact = api.post("/v1/artifacts", json={"name": "side-by-side"}).json()["artifact"]
-        version = api.post(
-            "/v1/artifact_versions", json={"artifact_prn": artifact["prn"], "version": "1.0.0"}
-        ).json()["artifact_version"]
-        created = api.post(
-            "/v1/binaries",
-            json={
-                "artifact_version_prn": version["prn"],
-                "target": "x86_64-linux-gnu",
-                "hash": "0" * 64,
-                "size": parts * size,
-            },
-        )
-        assert created.status_code == 201, created.text
-        prn = created.json()["binary"]["prn"]
+        prn = binary_over_http(api, "side-by-side", "x86_64-linux-gnu", "0" * 64, parts * size)
 
     barrier = threading.Barrier(parts)
     statuses: list[tuple[int, int | str]] = []
