@@ -118,7 +118,7 @@ def child(mode: str, arg: str) -> None:
     from binaries.models import Binary
 
     backend = storage.get()
-    if backend.name == "s3":
+    if isinstance(backend, storage.S3Storage):
         assert backend.client  # a worker's client is made once and lives across tasks
 
     if mode == "boto3":
@@ -207,7 +207,7 @@ def openssl(path: Path) -> tuple[str, float]:
 def new_binary(digest: str, size: int, target: str) -> Any:
     from binaries import services
     from binaries.models import ArtifactVersion
-    from peridio_console.actors import Actor
+    from peridio_console.accounts.actors import Actor
 
     version = ArtifactVersion.objects.get()
     return services.binary_create(
@@ -216,8 +216,9 @@ def new_binary(digest: str, size: int, target: str) -> Any:
 
 
 def store_filesystem(binary: Any, source: Path, part_hashes: list[str]) -> None:
-    from binaries import storage, uploads
+    from binaries import uploads
     from binaries.models import PartState
+    from binaries.storage import tokens
 
     size = source.stat().st_size
     for index, part_hash in enumerate(part_hashes, start=1):
@@ -226,7 +227,7 @@ def store_filesystem(binary: Any, source: Path, part_hashes: list[str]) -> None:
         declared = uploads.part_declare(
             binary=binary, index=index, hash=part_hash, size=length, base_url="http://bench/"
         )
-        payload = storage.read_part_token(declared.upload_url.rsplit("/", 1)[1])
+        payload = tokens.read_part_token(declared.upload_url.rsplit("/", 1)[1])
         with open(source, "rb") as stream:
             stream.seek(offset)
             part = uploads.part_receive(token_payload=payload, stream=stream, length=length)
@@ -259,7 +260,7 @@ def store_s3(binary: Any, source: Path, part_hashes: list[str]) -> None:
 def mark_hashable(binary: Any) -> None:
     from binaries import uploads
     from binaries.models import State
-    from peridio_console.actors import Actor
+    from peridio_console.accounts.actors import Actor
 
     uploads.mark_hashable(binary=binary, actor=Actor.system("bench"))
     binary.refresh_from_db()
@@ -326,7 +327,7 @@ def main() -> None:
     from django.core.management import call_command
 
     from binaries import services
-    from peridio_console.models import Organization
+    from peridio_console.accounts.models import Organization
 
     server = None
     try:
@@ -348,7 +349,9 @@ def main() -> None:
         binary = new_binary(digest, size, "aarch64-linux-gnu")
         store_filesystem(binary, source, part_hashes)
         mark_hashable(binary)
-        stored = storage.get().object_path(binary)
+        filesystem = storage.get()
+        assert isinstance(filesystem, storage.FilesystemStorage)
+        stored = filesystem.object_path(binary)
         openssl_runs: list[float] = []
 
         def one_openssl() -> float:
@@ -407,7 +410,9 @@ def main() -> None:
         mark_hashable(binary)
         print(f"\nS3 upload to moto: {time.perf_counter() - started:.1f} s")
         source.unlink()
-        key = storage.get().key(binary)
+        s3_backend = storage.get()
+        assert isinstance(s3_backend, storage.S3Storage)
+        key = s3_backend.key(binary)
         boto_runs: list[float] = []
 
         def one_boto3() -> float:

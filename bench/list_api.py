@@ -69,8 +69,8 @@ def seed(rows: int) -> tuple[str, str]:
     from django.contrib.auth import get_user_model
 
     from binaries.models import Artifact, ArtifactVersion, Binary
-    from peridio_console.models import Membership, Organization, Role
-    from peridio_console.services import api_key_create
+    from peridio_console.accounts.models import Membership, Organization, Role
+    from peridio_console.accounts.services import api_key_create
 
     org = Organization.objects.create(name="Bench", slug="bench")
     user = get_user_model().objects.create_user(username="bench", password=None)
@@ -234,7 +234,7 @@ def main() -> None:
 
 def print_plans(version_prn: str) -> None:
     from binaries import selectors
-    from peridio_console.models import Organization
+    from peridio_console.accounts.models import Organization
 
     org = Organization.objects.get(slug="bench")
     version = selectors.get_artifact_version(org, version_prn)

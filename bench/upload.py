@@ -8,7 +8,7 @@ All in one run, in a temporary folder (removed afterwards unless --keep):
 - (a) our server: `gunicorn peridio_console.wsgi` (gthread, --workers/--threads) against a
   throwaway VAR_DIR and SQLite database, migrated first; an organization, user and API key made
   with the create_org / create_api_key commands; artifact, version and binary created through
-  the API; parts declared through the API when binaries.api_parts is mounted, else through
+  the API; parts declared through the API when binaries.api.parts is mounted, else through
   binaries.uploads in this process; then the parts PUT to their upload URLs, --parallel at once;
 - (b) bench/bare_receiver.py under the same gunicorn settings: read in 1 MiB chunks, SHA-256,
   write to disk; nothing else;
@@ -272,7 +272,7 @@ class Ours:
             if self.parts_api:
                 return urls
         from binaries import selectors, uploads
-        from peridio_console.models import Organization
+        from peridio_console.accounts.models import Organization
 
         organization = Organization.objects.get(slug=self.slug)
         binary = selectors.get_binary(organization, prn)
@@ -289,8 +289,8 @@ class Ours:
 
         from binaries import hashing, selectors, storage, uploads
         from binaries.models import Binary
-        from peridio_console.actors import Actor
-        from peridio_console.models import Organization
+        from peridio_console.accounts.actors import Actor
+        from peridio_console.accounts.models import Organization
 
         organization = Organization.objects.get(slug=self.slug)
         binary = selectors.get_binary(organization, prn)

@@ -3,9 +3,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from binaries import services
-from binaries.errors import DomainError
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
+from peridio_console.core.errors import DomainError
 
 
 @admin.register(Artifact)

@@ -10,11 +10,11 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from binaries import storage
-from binaries.errors import Conflict, Gone, InvalidInput
 from binaries.models import Binary, State
-from peridio_console import audit
-from peridio_console.actors import Actor
-from peridio_console.models import AuditEvent, Organization
+from peridio_console.accounts import audit
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditEvent, Organization
+from peridio_console.core.errors import Conflict, Gone, InvalidInput
 
 ISSUED = "download_url.issued"
 

@@ -15,9 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from binaries import lifecycle, storage, uploads
-from binaries.errors import Conflict
 from binaries.models import Binary, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
+from peridio_console.core.errors import Conflict
 
 log = logging.getLogger(__name__)
 VERIFIER = Actor.system("verifier")

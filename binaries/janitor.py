@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from binaries import storage, uploads
 from binaries.models import Binary, BinaryPart, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 
 JANITOR = Actor.system("janitor")
 

@@ -9,9 +9,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from binaries.errors import Conflict
 from binaries.models import Binary, BinaryEvent, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
+from peridio_console.core.errors import Conflict
 
 U, HB, HG, SA, SD, X = (
     State.UPLOADABLE,

@@ -7,8 +7,8 @@ from django.db import models
 from django.utils import timezone
 
 from binaries.validation import MAX_SIZE
-from peridio_console.models import ApiKey, Organization
-from peridio_console.prn import format_prn
+from peridio_console.accounts.models import ApiKey, Organization
+from peridio_console.core.prn import format_prn
 
 
 class State(models.TextChoices):

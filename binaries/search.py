@@ -17,10 +17,10 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import StrIndex
 from django.db.models.lookups import GreaterThan, IContains
 
-from binaries.errors import InvalidInput
 from binaries.models import State
-from peridio_console.models import Organization
-from peridio_console.prn import MalformedPRN, parse_prn
+from peridio_console.accounts.models import Organization
+from peridio_console.core.errors import InvalidInput
+from peridio_console.core.prn import MalformedPRN, parse_prn
 
 MAX_CLAUSES = 5
 MAX_LENGTH = 2000

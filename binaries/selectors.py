@@ -4,17 +4,17 @@ from typing import TypeVar
 
 from django.db.models import Model, Prefetch, QuerySet
 
-from binaries.errors import InvalidInput, NotFound
 from binaries.models import Artifact, ArtifactVersion, Binary, BinarySignature
-from binaries.pagination import DEFAULT_LIMIT, keyset_page
 from binaries.search import (
     ARTIFACT_FIELDS,
     ARTIFACT_VERSION_FIELDS,
     BINARY_FIELDS,
     search_filter,
 )
-from peridio_console.models import Organization
-from peridio_console.prn import MalformedPRN, parse_prn
+from peridio_console.accounts.models import Organization
+from peridio_console.core.errors import InvalidInput, NotFound
+from peridio_console.core.pagination import DEFAULT_LIMIT, keyset_page
+from peridio_console.core.prn import MalformedPRN, parse_prn
 
 M = TypeVar("M", bound=Model)
 

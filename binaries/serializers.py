@@ -15,7 +15,7 @@ from binaries.models import (
     BinarySignature,
     SigningKey,
 )
-from peridio_console.prn import format_prn
+from peridio_console.core.prn import format_prn
 
 
 def iso(moment: datetime | None) -> str | None:

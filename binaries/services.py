@@ -7,7 +7,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from binaries import lifecycle, signatures, uploads
-from binaries.errors import Conflict, InvalidInput
 from binaries.models import Artifact, ArtifactVersion, Binary, State
 from binaries.validation import (
     clean_custom_metadata,
@@ -17,8 +16,9 @@ from binaries.validation import (
     clean_size,
     clean_target,
 )
-from peridio_console.actors import Actor
-from peridio_console.models import Organization
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import Organization
+from peridio_console.core.errors import Conflict, InvalidInput
 
 UNSET: Any = object()
 

@@ -6,12 +6,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from binaries import lifecycle, signing
-from binaries.errors import Conflict, NotFound
 from binaries.models import Binary, BinarySignature, SigningKey, State
 from binaries.validation import clean_name
-from peridio_console import audit
-from peridio_console.actors import Actor
-from peridio_console.models import Organization
+from peridio_console.accounts import audit
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import Organization
+from peridio_console.core.errors import Conflict, NotFound
 
 SIGNABLE_STATES = (State.SIGNABLE, State.SIGNED)
 

@@ -19,8 +19,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 
-from binaries.errors import InvalidInput
 from binaries.models import KeyAlgorithm, SignatureScheme, SigningKey
+from peridio_console.core.errors import InvalidInput
 
 PRIVATE_MARKERS = ("PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
 HEX_RE = re.compile(r"^[0-9a-fA-F]+$")

@@ -1,6 +1,9 @@
 """The audit timeline: lifecycle moves (BinaryEvent) and everything else (AuditEvent) as one
 list, filtered and keyset-paged on (at, kind, id), newest first by default."""
 
+import csv
+import io
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -9,11 +12,11 @@ from typing import Any
 from django.core import signing
 from django.db.models import F, Q, QuerySet
 
-from binaries.errors import InvalidInput
 from binaries.models import BinaryEvent
 from binaries.serializers import iso
-from peridio_console.models import AuditEvent, Organization
-from peridio_console.prn import MalformedPRN, format_prn, parse_prn
+from peridio_console.accounts.models import AuditEvent, Organization
+from peridio_console.core.errors import InvalidInput
+from peridio_console.core.prn import MalformedPRN, format_prn, parse_prn
 
 BINARY_EVENT, AUDIT_EVENT = 0, 1
 _SIGNER = signing.Signer(salt="binaries.timeline", sep=".")
@@ -185,3 +188,40 @@ def iterate(organization: Organization, filters: Filters) -> Iterator[dict[str, 
         first = False
         entries, cursor = page(organization, filters, limit=500, order="asc", cursor_text=cursor)
         yield from entries
+
+
+# --- Exports: the same entries as CSV or JSON, streamed a row at a time --------------------
+
+EXPORT_COLUMNS = (
+    "id",
+    "at",
+    "action",
+    "object_prn",
+    "actor",
+    "actor_api_key",
+    "from_state",
+    "to_state",
+    "reason",
+    "ip",
+    "details",
+)
+
+
+def csv_rows(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(EXPORT_COLUMNS)
+    for entry in entries:
+        row = {**entry, "details": json.dumps(entry["details"], sort_keys=True)}
+        writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def json_rows(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
+    yield '{"audit_events": ['
+    for n, entry in enumerate(entries):
+        yield ("," if n else "") + json.dumps(entry)
+    yield "]}"

@@ -16,7 +16,6 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from binaries import lifecycle, storage
-from binaries.errors import Conflict, InvalidInput
 from binaries.models import (
     MAX_PART_INDEX,
     MAX_PART_SIZE,
@@ -27,7 +26,8 @@ from binaries.models import (
     State,
 )
 from binaries.validation import clean_hash, clean_size
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
+from peridio_console.core.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,8 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     binary = part.binary
     _require_uploadable(binary, "parts can be uploaded")
     backend = storage.get()
+    if not isinstance(backend, storage.FilesystemStorage):
+        raise _superseded()  # a URL of this server's, issued before the store became S3
     # Where every lower part is declared, the bytes go straight to their place in the object.
     # (None also when a reset removed the part meanwhile: the update below then finds no row.)
     part.offset = _offsets(list(binary.parts.all())).get(part.index)

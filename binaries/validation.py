@@ -5,7 +5,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from binaries.errors import InvalidInput
+from peridio_console.core.errors import InvalidInput
 
 TARGET_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")

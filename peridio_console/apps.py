@@ -1,7 +1,9 @@
 from django.apps import AppConfig
 
 
-class PeridioConsoleConfig(AppConfig):
+class ProjectConfig(AppConfig):
+    """The project itself: no models, only its `serve` command (web server and worker)."""
+
     name = "peridio_console"
-    verbose_name = "Accounts and organizations"
-    default_auto_field = "django.db.models.BigAutoField"
+    label = "peridio_project"
+    verbose_name = "Peridio Console"

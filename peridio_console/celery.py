@@ -1,4 +1,6 @@
 import os
+from pathlib import Path
+from typing import Any
 
 from celery import Celery
 
@@ -7,3 +9,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peridio_console.settings")
 app = Celery("peridio_console")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _make_broker_folders(sender: Celery, **kwargs: Any) -> None:
+    """The embedded (filesystem) broker's queue folder, made when the broker is first set up."""
+    options = sender.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)

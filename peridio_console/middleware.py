@@ -1,52 +1,34 @@
-"""Response headers every page gets, and a clear answer when the database is unreachable."""
+"""Response headers every page gets, the API's error shape outside its views, and a clear
+answer when the database is unreachable."""
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+from peridio_console.core.errors import database_trouble
 
 log = logging.getLogger(__name__)
 
-# PostgreSQL's answers when concurrent transactions collide: a deadlock was broken by rolling
-# this one back, or a serializable transaction could not be ordered. Nothing was written.
-COLLISION_SQLSTATES = frozenset({"40P01", "40001"})
 
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, with STATIC_ROOT made before it looks there (collectstatic fills it; a test
+    run or a fresh checkout may not have it yet)."""
 
-@dataclass(frozen=True)
-class DatabaseTrouble:
-    status: int
-    code: str
-    message: str
-    retry_after: str
-
-
-def database_trouble(exc: Exception) -> DatabaseTrouble:
-    """What to tell a client whose request failed on a database error (the API and the
-    console say the same)."""
-    if getattr(exc.__cause__, "sqlstate", None) in COLLISION_SQLSTATES:
-        return DatabaseTrouble(
-            503,
-            "busy",
-            "Another request was changing the same records at that moment; nothing was "
-            "changed. Send the request again.",
-            "1",
-        )
-    return DatabaseTrouble(
-        503,
-        "unavailable",
-        "The database is unreachable right now; nothing was changed. Try again in a moment.",
-        "5",
-    )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+        super().__init__(*args, **kwargs)
 
 
 def content_security_policy() -> str:
     connect = ["'self'", *settings.CSP_CONNECT_SRC]
-    binaries_storage: Any = settings.STORAGES["binaries"]
+    binaries_storage: Any = settings.STORAGES.get("binaries", {})
     endpoint = binaries_storage.get("OPTIONS", {}).get("endpoint_url")
     if settings.STORAGE_BACKEND == "s3":
         # Browsers PUT parts straight to the bucket.
@@ -85,6 +67,17 @@ class SecurityHeadersMiddleware:
             "Permissions-Policy", "camera=(), microphone=(), geolocation=()"
         )
         return response
+
+
+class DatabaseErrorMiddleware:
+    """A request that fails on the database gets one clear answer (the same words as the API's
+    handler): JSON under /v1/ and /transfer/, plain text elsewhere, with Retry-After."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, (OperationalError, InterfaceError)):

@@ -18,7 +18,6 @@ from peridio_console.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = secret_key(VAR_DIR, debug=DEBUG)
@@ -38,13 +37,15 @@ INSTALLED_APPS = [
     "template_partials",
     "ninja",
     "peridio_console",
+    "peridio_console.accounts",
     "binaries",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "peridio_console.middleware.SecurityHeadersMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "peridio_console.middleware.DatabaseErrorMiddleware",
+    "peridio_console.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "peridio_console.middleware.ApiErrorShapeMiddleware",
@@ -68,7 +69,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "peridio_console.context_processors.organization",
+                "peridio_console.accounts.context_processors.organization",
             ],
         },
     },
@@ -126,8 +127,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = VAR_DIR / "staticfiles"  # made by collectstatic, or by StaticFilesMiddleware
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 
@@ -188,16 +188,9 @@ STORAGES = {
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage",
     },
-    "binaries": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": _s3_options(),
-    }
-    if STORAGE_BACKEND == "s3"
-    else {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(BINARIES_ROOT)},
-    },
 }
+if STORAGE_BACKEND == "s3":  # the filesystem backend reads BINARIES_ROOT, not a Django storage
+    STORAGES["binaries"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options()}
 
 # --- Celery -----------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
@@ -216,8 +209,7 @@ if CELERY_BROKER_URL.split("://", 1)[0] not in {
     )
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    _queue = VAR_DIR / "celery" / "queue"
-    _queue.mkdir(parents=True, exist_ok=True)
+    _queue = VAR_DIR / "celery" / "queue"  # made when the broker is set up (celery.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue),
         "data_folder_out": str(_queue),

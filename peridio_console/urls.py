@@ -2,13 +2,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from binaries import transfers
-from binaries.api import api, not_found
-from peridio_console import views
-from peridio_console.auth_views import ThrottledLoginView
+from binaries.api import api, not_found, transfers
+from binaries.console import artifacts
+from binaries.console import urls as binaries_console
+from peridio_console.accounts import urls as accounts_console
+from peridio_console.accounts import views
+from peridio_console.accounts.login import ThrottledLoginView
 
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
+    path("", artifacts.dashboard, name="dashboard"),
     path("organizations/switch", views.switch_organization, name="switch_organization"),
     path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -17,5 +19,5 @@ urlpatterns = [
     path("transfer/binaries/<str:token>", transfers.binary_download, name="binary_download"),
     path("v1/", api.urls),
     path("v1/<path:rest>", not_found),
-    path("", include("binaries.urls")),
+    path("", include((binaries_console.urlpatterns + accounts_console.urlpatterns, "console"))),
 ]

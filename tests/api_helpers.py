@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 from django.test import Client
 
-from peridio_console.models import Membership, Organization
-from peridio_console.services import api_key_create
+from peridio_console.accounts.models import Membership, Organization
+from peridio_console.accounts.services import api_key_create
 
 
 class ApiClient:

@@ -1,7 +1,7 @@
 import pytest
 
-from peridio_console.actors import Actor
-from peridio_console.models import Role
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory
 
 

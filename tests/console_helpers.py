@@ -6,7 +6,7 @@ from django.test import Client
 
 from binaries import signatures
 from binaries.models import Binary, SigningKey
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 from tests.factories import binary_in_state
 
 

@@ -2,7 +2,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from binaries.models import Artifact, ArtifactVersion, Binary
-from peridio_console.models import Membership, Organization, Role
+from peridio_console.accounts.models import Membership, Organization, Role
 
 
 class OrganizationFactory(factory.django.DjangoModelFactory):
@@ -80,7 +80,7 @@ PATH_TO_STATE: dict[str, list[str]] = {
 def binary_in_state(state: str, **kwargs) -> Binary:
     """A binary moved to `state` by lifecycle.transition, the only writer of Binary.state."""
     from binaries import lifecycle
-    from peridio_console.actors import Actor
+    from peridio_console.accounts.actors import Actor
 
     binary = BinaryFactory(**kwargs)
     for step in PATH_TO_STATE[state]:

@@ -20,8 +20,8 @@ from django.test import TestCase
 
 from binaries import uploads
 from binaries.models import Binary, BinarySignature, SigningKey, State
-from peridio_console.actors import Actor
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditEvent
 from tests.upload_helpers import new_binary, upload_all
 
 # name -> (what the API calls the algorithm, how openssl makes such a key)

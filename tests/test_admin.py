@@ -7,7 +7,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from binaries.models import Binary, BinaryEvent, State
-from peridio_console.services import api_key_create
+from peridio_console.accounts.services import api_key_create
 from tests.factories import MembershipFactory, UserFactory, binary_in_state
 
 REGISTERED = sorted(

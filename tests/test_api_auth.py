@@ -2,11 +2,11 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from binaries.api_auth import ApiContext, authenticate_header, require_role
-from binaries.errors import PermissionDenied
+from binaries.api.auth import ApiContext, authenticate_header, require_role
 from binaries.models import BinaryEvent
-from peridio_console.models import ApiKey, Membership, Role
-from peridio_console.services import api_key_create
+from peridio_console.accounts.models import ApiKey, Membership, Role
+from peridio_console.accounts.services import api_key_create
+from peridio_console.core.errors import PermissionDenied
 from tests.api_helpers import ApiClient, error_of
 from tests.factories import ArtifactFactory, ArtifactVersionFactory, MembershipFactory
 

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from binaries.models import Binary, State
-from peridio_console.models import Role
-from peridio_console.services import api_key_create
+from peridio_console.accounts.models import Role
+from peridio_console.accounts.services import api_key_create
 from tests.factories import ArtifactVersionFactory, MembershipFactory
 
 pytestmark = [

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from binaries.models import BinaryEvent
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
 from tests.factories import BinaryFactory
 from tests.signing_helpers import (

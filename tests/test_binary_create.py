@@ -4,8 +4,8 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from binaries import lifecycle, services
-from binaries.errors import Conflict, InvalidInput
 from binaries.models import Binary, BinaryEvent, State
+from peridio_console.core.errors import Conflict, InvalidInput
 from tests.factories import ArtifactVersionFactory, BinaryFactory, binary_in_state
 
 HEX = "ab" * 32

@@ -9,8 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from peridio_console.models import ApiKey, Membership, Organization, Role
-from peridio_console.services import api_key_authenticate
+from peridio_console.accounts.models import ApiKey, Membership, Organization, Role
+from peridio_console.accounts.services import api_key_authenticate
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 
 User = get_user_model()

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 
 from binaries.lifecycle import ALLOWED
+from binaries.storage import tokens
 from tests.server_helpers import Gunicorn, bootstrap, private_database, require_postgres, server_env
 from tests.signing_helpers import generate, public_pem, sign
 
@@ -343,14 +344,14 @@ def test_it_answers_superseded_when_a_reset_removes_a_part_while_its_bytes_arriv
     made the upload endpoint fail reading it back (a 500). Now the 409 'superseded'."""
     import io
 
-    from binaries import storage, uploads
-    from binaries.errors import Conflict
+    from binaries import uploads
     from binaries.models import BinaryPart
+    from peridio_console.core.errors import Conflict
     from tests.upload_helpers import declare, new_binary
 
     binary = new_binary(version, actor, CONTENT)
     declared = declare(binary, 1, CONTENT)
-    payload = storage.read_part_token(declared.upload_url.rsplit("/", 1)[1])
+    payload = tokens.read_part_token(declared.upload_url.rsplit("/", 1)[1])
 
     class ResetWhileReading(io.BytesIO):
         def read(self, size: int | None = -1) -> bytes:

@@ -4,8 +4,8 @@ import pytest
 from django.urls import reverse
 
 from binaries.models import SigningKey
-from peridio_console.models import ApiKey, AuditEvent, Membership, Role
-from peridio_console.services import api_key_authenticate, api_key_create
+from peridio_console.accounts.models import ApiKey, AuditEvent, Membership, Role
+from peridio_console.accounts.services import api_key_authenticate, api_key_create
 from tests.console_helpers import KeyPair, logged_in
 from tests.factories import MembershipFactory, UserFactory
 

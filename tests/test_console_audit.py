@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from binaries import services, timeline
 from binaries.models import BinaryEvent
-from peridio_console.actors import Actor
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditEvent
 from tests.console_helpers import logged_in, verified_binary
 
 

@@ -8,8 +8,8 @@ from django.urls import reverse
 
 from binaries import services
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent, State
-from peridio_console.actors import Actor
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditEvent
 from tests.console_helpers import KeyPair, logged_in, signed_binary, verified_binary
 from tests.factories import ArtifactVersionFactory, BinaryFactory, binary_in_state
 

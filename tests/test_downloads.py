@@ -18,9 +18,11 @@ from django.core.signals import request_finished
 from django.db import close_old_connections
 from django.utils import timezone
 
-from binaries import storage, transfers
+from binaries import storage
+from binaries.api import transfers
 from binaries.models import Binary
-from peridio_console.models import AuditEvent
+from binaries.storage import tokens
+from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
 from tests.signing_helpers import require_tool, signable_binary, signed_binary
 from tests.upload_helpers import MiB, random_bytes, sha256
@@ -552,7 +554,7 @@ def test_it_puts_no_secret_in_the_url(client, engineer_api, filesystem, version,
     binary = signed_binary(client, engineer_api, version, actor, random_bytes(100))
     token = issue(engineer_api, binary).rsplit("/", 1)[1]
 
-    payload = storage.read_download_token(token)
+    payload = tokens.read_download_token(token)
 
     assert set(payload) == {"b", "h", "e"}
     assert payload["b"] == binary.uuid.hex

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
-from peridio_console.models import Role
+from peridio_console.accounts.models import Role
 from tests.world_helpers import World, populate
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]

@@ -30,8 +30,9 @@ from django.utils import timezone
 from kombu import pools
 from kombu.utils.collections import eqhash
 
-from binaries import services, storage, tasks, uploads
+from binaries import services, tasks, uploads
 from binaries.models import Binary, BinaryEvent, PartState, State
+from binaries.storage import tokens
 from peridio_console.celery import app
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
 
@@ -357,7 +358,7 @@ def store_parts(binary: Binary, source: Path, part_size: int, part_hashes: list[
         declared = uploads.part_declare(
             binary=binary, index=index, hash=part_hash, size=length, base_url="http://testserver/"
         )
-        payload = storage.read_part_token(declared.upload_url.rsplit("/", 1)[1])
+        payload = tokens.read_part_token(declared.upload_url.rsplit("/", 1)[1])
         with open(source, "rb") as stream:
             stream.seek(offset)
             part = uploads.part_receive(token_payload=payload, stream=stream, length=length)

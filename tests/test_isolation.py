@@ -21,11 +21,12 @@ from django.core import signing
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from binaries import downloads, storage, uploads
+from binaries import downloads, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, BinarySignature, PartState
 from binaries.models import SigningKey as SigningKeyModel
-from peridio_console.actors import Actor
-from peridio_console.models import ApiKey, Membership, Role
+from binaries.storage import tokens
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import ApiKey, Membership, Role
 from tests.signing_helpers import generate, public_pem
 from tests.upload_helpers import MiB, declare, new_binary, random_bytes, sha256
 from tests.world_helpers import World, populate
@@ -398,7 +399,7 @@ def _splice(token: str, other: str) -> list[str]:
 
 def _forged_part_token(payload: dict[str, Any]) -> str:
     """A token with the right shape, signed with a key that is not the server's."""
-    return signing.Signer(key="not-the-server-key" * 3, salt=storage.PART_SALT).sign_object(
+    return signing.Signer(key="not-the-server-key" * 3, salt=tokens.PART_SALT).sign_object(
         payload, compress=True
     )
 
@@ -424,7 +425,7 @@ def test_it_refuses_an_upload_url_used_for_another_binary(client, backend, alpha
     y_listing = [key for key in backend.listing() if str(y.uuid) in key]
 
     attempts: list[str] = _splice(x_token, y_token)
-    forged = {**storage.read_part_token(x_token), "b": y.uuid.hex}
+    forged = {**tokens.read_part_token(x_token), "b": y.uuid.hex}
     attempts.append(_forged_part_token(forged))
     # A download URL's token (another salt) is no upload URL.
     download = downloads.issue_url(
@@ -514,8 +515,8 @@ def test_it_binds_a_download_url_to_its_own_binary(client, backend, alpha, beta)
         response = client.get(f"/transfer/binaries/{token}")
         assert response.status_code == 403, token
         assert response.json()["error"]["code"] == "url_tampered"
-    forged = signing.Signer(key="not-the-server-key" * 3, salt=storage.DOWNLOAD_SALT)
-    payload = {**storage.read_download_token(token_a), "b": b.uuid.hex}
+    forged = signing.Signer(key="not-the-server-key" * 3, salt=tokens.DOWNLOAD_SALT)
+    payload = {**tokens.read_download_token(token_a), "b": b.uuid.hex}
     assert client.get(f"/transfer/binaries/{forged.sign_object(payload)}").status_code == 403
     # An upload URL's token is no download URL.
     part = declare(alpha.uploadable, 1, b"abc")

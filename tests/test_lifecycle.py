@@ -3,11 +3,11 @@
 import pytest
 
 from binaries import lifecycle, services
-from binaries.errors import Conflict, InvalidInput
 from binaries.lifecycle import ALLOWED, CLIENT_MOVES, TransitionRefused
 from binaries.models import BinaryEvent, State
-from peridio_console.actors import Actor
-from peridio_console.services import api_key_create
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.services import api_key_create
+from peridio_console.core.errors import Conflict, InvalidInput
 from tests.factories import BinaryFactory, binary_in_state
 
 STATES = [state.value for state in State]

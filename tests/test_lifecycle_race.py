@@ -8,7 +8,7 @@ from django.db import connection
 from binaries import lifecycle
 from binaries.lifecycle import TransitionRefused
 from binaries.models import Binary, BinaryEvent, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 from tests.factories import BinaryFactory
 
 THREADS = 20

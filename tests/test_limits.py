@@ -9,8 +9,8 @@ import httpx
 import pytest
 from django.test import Client
 
-from binaries import storage
 from binaries.models import Binary, BinaryPart, PartState
+from binaries.storage import tokens
 from tests.upload_helpers import MiB, declare, declare_at, new_binary, random_bytes, raw_put, split
 from tests.world_helpers import World, populate
 
@@ -177,7 +177,7 @@ def test_it_never_writes_past_a_parts_range_even_when_handed_more(backend, versi
     binary = new_binary(version, actor, data)
     part_one = declare(binary, 1, first).part
     declare(binary, 2, second)
-    payload = storage.read_part_token(declare(binary, 2, second).upload_url.rsplit("/", 1)[1])
+    payload = tokens.read_part_token(declare(binary, 2, second).upload_url.rsplit("/", 1)[1])
     from binaries import uploads
 
     assert uploads.part_receive(

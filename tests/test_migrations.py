@@ -43,3 +43,27 @@ def test_0006_keeps_the_first_signature_of_a_key_and_drops_its_repeats(
 
     assert list(BinarySignature.objects.filter(binary=binary)) == [first]
     assert BinarySignature.objects.filter(binary=other).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_the_accounts_tables_and_history_where_an_earlier_release_left_them(org):
+    """The accounts app moved to peridio_console/accounts/ under its old label: its tables and
+    migration history keep their names, so an existing database has nothing to migrate, and
+    rows written before the move are read by the moved models."""
+    from django.apps import apps
+    from django.core.management import call_command
+
+    from peridio_console.accounts.models import Organization
+
+    config = apps.get_app_config("peridio_console")
+    assert config.name == "peridio_console.accounts"
+    assert Organization._meta.db_table == "peridio_console_organization"
+    executor = MigrationExecutor(connection)
+    assert executor.loader.graph.leaf_nodes("peridio_console") == [
+        ("peridio_console", "0002_signing_and_audit")
+    ]
+    assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits 1 on changes
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM peridio_console_organization WHERE id = %s", [org.pk])
+        assert cursor.fetchone() == (org.name,)

@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from binaries.models import Binary
-from binaries.pagination import Cursor, decode_cursor, encode_cursor
+from peridio_console.core.pagination import Cursor, decode_cursor, encode_cursor
 from tests.api_helpers import error_of
 from tests.factories import ArtifactFactory, ArtifactVersionFactory, BinaryFactory
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from peridio_console.prn import EXPECTED, PRN, TYPES, MalformedPRN, format_prn, parse_prn
+from peridio_console.core.prn import EXPECTED, PRN, TYPES, MalformedPRN, format_prn, parse_prn
 
 ORG = uuid.UUID("5f0c6c8e-2b1a-4c53-9a57-0d9e2f0b7a11")
 ID = uuid.UUID("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d")

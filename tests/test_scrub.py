@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from binaries import hashing, lifecycle, storage, tasks, uploads
 from binaries.models import Binary, BinaryEvent, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
 
 

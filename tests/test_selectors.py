@@ -5,8 +5,8 @@ import uuid
 import pytest
 
 from binaries import selectors
-from binaries.errors import InvalidInput, NotFound
-from peridio_console.prn import format_prn
+from peridio_console.core.errors import InvalidInput, NotFound
+from peridio_console.core.prn import format_prn
 from tests.factories import (
     ArtifactFactory,
     ArtifactVersionFactory,

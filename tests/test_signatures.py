@@ -7,7 +7,7 @@ import re
 import pytest
 
 from binaries.models import BinaryEvent, BinarySignature, State
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
 from tests.signing_helpers import (
     b64,

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ed448, x25519
 from cryptography.x509.oid import NameOID
 
 from binaries.models import SigningKey
-from peridio_console.models import AuditEvent
+from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
 from tests.signing_helpers import (
     ALGORITHMS,

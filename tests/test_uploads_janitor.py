@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from binaries import janitor, lifecycle, storage, tasks, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 from tests.upload_helpers import (
     MiB,
     declare,

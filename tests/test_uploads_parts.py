@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from binaries import lifecycle, services, storage, uploads
-from binaries.errors import Conflict, InvalidInput
 from binaries.models import MAX_PART_SIZE, BinaryPart, PartState, State
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
+from peridio_console.core.errors import Conflict, InvalidInput
 from tests.upload_helpers import (
     MiB,
     base_url_for,

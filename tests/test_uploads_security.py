@@ -11,8 +11,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from binaries import storage, uploads
-from binaries.errors import Conflict
 from binaries.models import Binary, BinaryEvent, BinaryPart, PartState, State
+from peridio_console.core.errors import Conflict
 from tests.upload_helpers import (
     MiB,
     declare,

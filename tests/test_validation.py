@@ -2,7 +2,6 @@
 
 import pytest
 
-from binaries.errors import InvalidInput
 from binaries.validation import (
     MAX_DESCRIPTION,
     MAX_METADATA_BYTES,
@@ -15,6 +14,7 @@ from binaries.validation import (
     clean_size,
     clean_target,
 )
+from peridio_console.core.errors import InvalidInput
 
 HEX = "0123456789abcdef" * 4
 

@@ -9,7 +9,7 @@ import httpx
 
 from binaries import services, uploads
 from binaries.models import Binary
-from peridio_console.actors import Actor
+from peridio_console.accounts.actors import Actor
 
 MiB = 1 << 20
 

@@ -12,7 +12,7 @@ from django.test import Client
 from binaries import services
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryPart, BinarySignature
 from binaries.models import SigningKey as SigningKeyModel
-from peridio_console.models import ApiKey, Membership, Role
+from peridio_console.accounts.models import ApiKey, Membership, Role
 from tests.api_helpers import ApiClient
 from tests.factories import ArtifactVersionFactory, MembershipFactory, OrganizationFactory
 from tests.signing_helpers import attach, generate, public_pem, register, sign, signable_binary
@@ -70,7 +70,7 @@ def populate(name: str, role: str = Role.ADMIN) -> World:
         artifact__name=f"{name.lower()}-firmware",
         version=f"9.{len(name)}.7-{name.lower()}",
     )
-    from peridio_console.actors import Actor
+    from peridio_console.accounts.actors import Actor
 
     actor = Actor.for_user(membership.user)
     client = Client()

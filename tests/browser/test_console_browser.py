@@ -12,7 +12,7 @@ from playwright.sync_api import Page, Request, Route, expect
 
 from binaries import hashing, tasks
 from binaries.models import Binary, BinaryEvent, BinaryPart, PartState, State
-from peridio_console.models import Role
+from peridio_console.accounts.models import Role
 from tests.browser.conftest import (
     NO_WASM_CSP,
     WASM_CSP,

@@ -1,0 +1,140 @@
+"""Artifacts and their versions."""
+
+from django.http import HttpRequest
+from ninja import Query, Router, Status
+
+from binaries import selectors, serializers, services
+from binaries.api.auth import api_context, writer
+from binaries.api.schemas import (
+    ERRORS,
+    ArtifactCreateIn,
+    ArtifactEnvelope,
+    ArtifactList,
+    ArtifactUpdateIn,
+    ArtifactVersionCreateIn,
+    ArtifactVersionEnvelope,
+    ArtifactVersionList,
+    ArtifactVersionListParams,
+    ArtifactVersionUpdateIn,
+    ListParams,
+    fields_set,
+)
+
+artifacts = Router(tags=["artifacts"])
+
+
+@artifacts.post("", response={201: ArtifactEnvelope, **ERRORS})
+def create_artifact(request: HttpRequest, payload: ArtifactCreateIn) -> Status[dict]:
+    context = writer(request, "creating artifacts")
+    artifact = services.artifact_create(
+        organization=context.organization,
+        name=payload.name,
+        description=payload.description,
+        custom_metadata=payload.custom_metadata,
+    )
+    return Status(201, {"artifact": serializers.artifact_data(artifact)})
+
+
+@artifacts.get("", response={200: ArtifactList, **ERRORS})
+def list_artifacts(request: HttpRequest, params: Query[ListParams]) -> dict:
+    """Oldest first unless order=desc. Search keys: name, description, prn, created_at,
+    inserted_at, updated_at."""
+    organization = api_context(request).organization
+    queryset = selectors.artifact_list(organization, search=params.search)
+    rows, next_page = selectors.list_page(
+        queryset,
+        organization,
+        list_name="artifacts",
+        limit=params.limit,
+        order=params.order,
+        page=params.page,
+    )
+    return {"artifacts": [serializers.artifact_data(a) for a in rows], "next_page": next_page}
+
+
+@artifacts.get("/{prn}", response={200: ArtifactEnvelope, **ERRORS})
+def get_artifact(request: HttpRequest, prn: str) -> dict:
+    artifact = selectors.get_artifact(api_context(request).organization, prn)
+    return {"artifact": serializers.artifact_data(artifact)}
+
+
+@artifacts.patch("/{prn}", response={200: ArtifactEnvelope, **ERRORS})
+def update_artifact(request: HttpRequest, prn: str, payload: ArtifactUpdateIn) -> dict:
+    context = writer(request, "changing artifacts")
+    artifact = selectors.get_artifact(context.organization, prn)
+    artifact = services.artifact_update(artifact=artifact, **fields_set(payload))
+    return {"artifact": serializers.artifact_data(artifact)}
+
+
+@artifacts.delete("/{prn}", response={204: None, **ERRORS})
+def delete_artifact(request: HttpRequest, prn: str) -> Status[None]:
+    context = writer(request, "deleting artifacts")
+    services.artifact_delete(artifact=selectors.get_artifact(context.organization, prn))
+    return Status(204, None)
+
+
+# --- Artifact versions ------------------------------------------------------------------
+
+artifact_versions = Router(tags=["artifact_versions"])
+
+
+@artifact_versions.post("", response={201: ArtifactVersionEnvelope, **ERRORS})
+def create_artifact_version(request: HttpRequest, payload: ArtifactVersionCreateIn) -> Status[dict]:
+    context = writer(request, "creating artifact versions")
+    artifact = selectors.get_artifact(context.organization, payload.artifact_prn, "artifact_prn")
+    version = services.artifact_version_create(
+        artifact=artifact,
+        version=payload.version,
+        description=payload.description,
+        custom_metadata=payload.custom_metadata,
+    )
+    return Status(201, {"artifact_version": serializers.artifact_version_data(version)})
+
+
+@artifact_versions.get("", response={200: ArtifactVersionList, **ERRORS})
+def list_artifact_versions(request: HttpRequest, params: Query[ArtifactVersionListParams]) -> dict:
+    """Oldest first unless order=desc. Search keys: artifact_prn, version, description, prn,
+    created_at, inserted_at, updated_at."""
+    organization = api_context(request).organization
+    artifact = None
+    if params.artifact_prn:
+        artifact = selectors.get_artifact(organization, params.artifact_prn, "artifact_prn")
+    queryset = selectors.artifact_version_list(
+        organization, artifact=artifact, search=params.search
+    )
+    rows, next_page = selectors.list_page(
+        queryset,
+        organization,
+        list_name="artifact_versions",
+        limit=params.limit,
+        order=params.order,
+        page=params.page,
+    )
+    return {
+        "artifact_versions": [serializers.artifact_version_data(v) for v in rows],
+        "next_page": next_page,
+    }
+
+
+@artifact_versions.get("/{prn}", response={200: ArtifactVersionEnvelope, **ERRORS})
+def get_artifact_version(request: HttpRequest, prn: str) -> dict:
+    version = selectors.get_artifact_version(api_context(request).organization, prn)
+    return {"artifact_version": serializers.artifact_version_data(version)}
+
+
+@artifact_versions.patch("/{prn}", response={200: ArtifactVersionEnvelope, **ERRORS})
+def update_artifact_version(
+    request: HttpRequest, prn: str, payload: ArtifactVersionUpdateIn
+) -> dict:
+    context = writer(request, "changing artifact versions")
+    version = selectors.get_artifact_version(context.organization, prn)
+    version = services.artifact_version_update(artifact_version=version, **fields_set(payload))
+    return {"artifact_version": serializers.artifact_version_data(version)}
+
+
+@artifact_versions.delete("/{prn}", response={204: None, **ERRORS})
+def delete_artifact_version(request: HttpRequest, prn: str) -> Status[None]:
+    context = writer(request, "deleting artifact versions")
+    version = selectors.get_artifact_version(context.organization, prn)
+    services.artifact_version_delete(artifact_version=version)
+    return Status(204, None)

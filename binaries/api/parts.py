@@ -1,0 +1,49 @@
+"""The upload protocol in the API: declare a part and get its upload URL; list parts."""
+
+from django.http import HttpRequest
+from ninja import Router, Schema, Status
+
+from binaries import selectors, uploads
+from binaries.api.auth import api_context, writer
+from binaries.api.schemas import ERRORS, BinaryPartList, DeclaredPartEnvelope
+from binaries.serializers import binary_part_data, iso
+
+router = Router(tags=["binary parts"])
+
+
+class PartIn(Schema):
+    hash: str
+    size: int
+    expected_binary_size: int | None = None
+
+
+def _base_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/")
+
+
+@router.put("/binaries/{prn}/parts/{index}", response={201: DeclaredPartEnvelope, **ERRORS})
+def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn):
+    """Declare part `index` (1-10,000) with its SHA-256 and size; PUT the bytes to the URL
+    answered in `presigned_upload_url` before `expires_at`. Re-putting an index replaces it."""
+    context = writer(request, "uploading a binary part")
+    binary = selectors.get_binary(context.organization, prn)
+    declared = uploads.part_declare(
+        binary=binary,
+        index=index,
+        hash=payload.hash,
+        size=payload.size,
+        expected_binary_size=payload.expected_binary_size,
+        base_url=_base_url(request),
+    )
+    data = binary_part_data(declared.part)
+    data["presigned_upload_url"] = declared.upload_url
+    data["expires_at"] = iso(declared.expires_at)
+    return Status(201, {"binary_part": data})
+
+
+@router.get("/binaries/{prn}/parts", response={200: BinaryPartList, **ERRORS})
+def list_binary_parts(request: HttpRequest, prn: str):
+    """The parts declared so far and their states, as the object store confirms them."""
+    context = api_context(request)
+    binary = selectors.get_binary(context.organization, prn)
+    return {"binary_parts": [binary_part_data(p) for p in uploads.parts_refresh(binary)]}

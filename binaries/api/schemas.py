@@ -1,0 +1,289 @@
+"""Request and response schemas of the JSON API, as the OpenAPI document shows them.
+
+Request schemas check only the shape (strict JSON types, no unknown fields); the services
+check the rules (lengths, hashes, sizes, states) so the console and the CLI get the same words.
+"""
+
+from typing import Any, Literal
+
+from ninja import Field, Schema
+from pydantic import BaseModel, ConfigDict
+from pydantic.config import JsonDict
+
+from binaries.models import State
+from peridio_console.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+Metadata = dict[str, Any]
+STATES: JsonDict = {"enum": list(State.values)}
+TIMESTAMP: JsonDict = {"format": "date-time", "example": "2024-01-15T10:30:00.000000Z"}
+
+
+class Body(Schema):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# --- Requests ---------------------------------------------------------------------------
+
+
+class ArtifactCreateIn(Body):
+    name: str = Field(..., examples=["edge-firmware"])
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+
+
+class ArtifactUpdateIn(Body):
+    name: str | None = None
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+
+
+class ArtifactVersionCreateIn(Body):
+    artifact_prn: str
+    version: str = Field(..., examples=["1.4.2"])
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+
+
+class ArtifactVersionUpdateIn(Body):
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+
+
+class BinaryCreateIn(Body):
+    artifact_version_prn: str
+    target: str = Field(..., examples=["arm-linux-gnueabihf"])
+    hash: str | None = Field(None, description="SHA-256 as sha256:<64 hex> or <64 hex>.")
+    size: int | None = Field(None, description="Size in bytes.")
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+
+
+class BinaryUpdateIn(Body):
+    description: str | None = None
+    custom_metadata: Metadata | None = None
+    hash: str | None = Field(None, description="Only while the binary is uploadable.")
+    size: int | None = Field(None, description="Only while the binary is uploadable.")
+    state: str | None = Field(
+        None,
+        description="Ask for a move: hashable (upload finished), uploadable (reset), destroyed.",
+        json_schema_extra=STATES,
+    )
+    reason: str | None = Field(None, description="Why the binary moves; kept in its history.")
+
+
+class BinaryDestroyIn(Body):
+    reason: str | None = Field(None, description="Why the binary is destroyed.")
+
+
+class ListParams(Schema):
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    order: Literal["asc", "desc"] | None = Field(
+        None, description="By creation time; asc (oldest first) unless a page says otherwise."
+    )
+    page: str | None = Field(None, description="The next_page of the previous response.")
+    search: str | None = Field(
+        None,
+        description="Clauses key<op>value joined by ' and ' (ops : - ~ < <= > >=), "
+        "e.g. target:universal and description-'nightly build'.",
+    )
+
+
+class ArtifactVersionListParams(ListParams):
+    artifact_prn: str | None = None
+
+
+class BinaryListParams(ListParams):
+    artifact_version_prn: str | None = None
+    target: str | None = None
+    state: State | None = None
+
+
+def fields_set(payload: BaseModel) -> dict[str, Any]:
+    """The fields a PATCH body named, null included (null clears a description)."""
+    return {name: getattr(payload, name) for name in payload.model_fields_set}
+
+
+# --- Responses --------------------------------------------------------------------------
+
+
+class Out(Schema):
+    # Keys a serializer gains before its schema does still reach clients.
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+class ArtifactOut(Out):
+    prn: str
+    organization_prn: str
+    name: str
+    description: str
+    custom_metadata: Metadata
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class ArtifactVersionOut(Out):
+    prn: str
+    artifact_prn: str
+    organization_prn: str
+    version: str
+    description: str
+    custom_metadata: Metadata
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class BinaryOut(Out):
+    prn: str
+    organization_prn: str
+    artifact_version_prn: str
+    target: str
+    hash: str | None
+    size: int | None
+    state: str = Field(..., json_schema_extra=STATES)
+    custom_metadata: Metadata
+    description: str
+    last_error: str
+    bytes_hashed: int = Field(..., description="Hashing progress, in bytes.")
+    signatures: list[dict[str, Any]] = Field(..., description="binary_signature objects.")
+    signature_status: str = Field(..., json_schema_extra={"enum": ["unsigned", "valid", "revoked"]})
+    integrity_failed_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class ArtifactEnvelope(Schema):
+    artifact: ArtifactOut
+
+
+class ArtifactList(Schema):
+    artifacts: list[ArtifactOut]
+    next_page: str | None
+
+
+class ArtifactVersionEnvelope(Schema):
+    artifact_version: ArtifactVersionOut
+
+
+class ArtifactVersionList(Schema):
+    artifact_versions: list[ArtifactVersionOut]
+    next_page: str | None
+
+
+class BinaryEnvelope(Schema):
+    binary: BinaryOut
+
+
+class BinaryList(Schema):
+    binaries: list[BinaryOut]
+    next_page: str | None
+
+
+class BinaryPartOut(Out):
+    prn: str
+    binary_prn: str
+    index: int
+    hash: str = Field(..., description="sha256:<64 hex>")
+    size: int
+    state: str = Field(
+        ..., json_schema_extra={"enum": ["uploadable", "valid", "invalid_hash", "invalid_size"]}
+    )
+    last_error: str
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DeclaredPartOut(BinaryPartOut):
+    presigned_upload_url: str = Field(..., description="PUT the part's bytes here.")
+    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DeclaredPartEnvelope(Schema):
+    binary_part: DeclaredPartOut
+
+
+class BinaryPartList(Schema):
+    binary_parts: list[BinaryPartOut]
+
+
+class SigningKeyOut(Out):
+    prn: str
+    organization_prn: str
+    name: str
+    algorithm: str
+    value: str = Field(..., description="The public key, PEM.")
+    keyid: str
+    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class SigningKeyEnvelope(Schema):
+    signing_key: SigningKeyOut
+
+
+class SigningKeyList(Schema):
+    signing_keys: list[SigningKeyOut]
+    next_page: str | None
+
+
+class BinarySignatureOut(Out):
+    prn: str
+    binary_prn: str
+    signing_key_prn: str
+    keyid: str
+    signature: str = Field(..., description="Hex.")
+    scheme: str
+    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
+    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class BinarySignatureEnvelope(Schema):
+    binary_signature: BinarySignatureOut
+
+
+class BinarySignatureList(Schema):
+    binary_signatures: list[BinarySignatureOut]
+    next_page: str | None
+
+
+class DownloadUrlOut(Schema):
+    download_url: str
+    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+
+
+class DailyCount(Schema):
+    date: str = Field(..., json_schema_extra={"format": "date"})
+    count: int
+
+
+class DownloadCounts(Schema):
+    download_counts: list[DailyCount]
+
+
+class AuditEventList(Schema):
+    audit_events: list[dict[str, Any]]
+    next_page: str | None
+
+
+# The error answers every operation may give, in the one error shape. 503: the database or
+# the object store is unreachable (nothing was changed; Retry-After says when to try again).
+ERRORS: dict[Any, Any] = {frozenset({400, 401, 403, 404, 409, 413, 503}): ErrorOut}
+# Download URLs of destroyed binaries answer 410.
+GONE_ERRORS: dict[Any, Any] = {frozenset({400, 401, 403, 404, 409, 410, 413, 503}): ErrorOut}

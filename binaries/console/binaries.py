@@ -1,0 +1,283 @@
+"""Creating a binary, and one binary's page: progress, reset, destroy, sign, download."""
+
+import json
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from binaries import (
+    downloads,
+    lifecycle,
+    serializers,
+    services,
+    signatures,
+)
+from binaries.console.common import (
+    HtmxHttpRequest,
+    get_binary_for_user,
+    get_version_for_user,
+    writer,
+)
+from binaries.console.forms import (
+    BinaryForm,
+    DestroyForm,
+    ReasonForm,
+    SignatureForm,
+)
+from binaries.models import ArtifactVersion, Binary, BinaryPart, State
+from binaries.validation import STANDARD_TARGETS
+from peridio_console.accounts.membership import console_actor, membership_or_404
+from peridio_console.accounts.models import Role, role_allows
+from peridio_console.core.errors import DomainError
+from peridio_console.core.forms import add_domain_error
+
+POLLING_STATES = (State.HASHABLE, State.HASHING)
+
+
+def _render_create(request: HttpRequest, version: ArtifactVersion, form: BinaryForm):
+    context = {
+        "version": version,
+        "artifact": version.artifact,
+        "form": form,
+        "standard_targets": STANDARD_TARGETS,
+    }
+    return render(request, "console/binary_create.html", context)
+
+
+@require_GET
+@login_required
+def binary_new(request: HttpRequest, version_id: UUID) -> HttpResponse:
+    version = get_version_for_user(request, version_id)
+    return _render_create(request, version, BinaryForm())
+
+
+@require_POST
+@login_required
+def binary_create(request: HttpRequest, version_id: UUID) -> HttpResponse:
+    """Without JavaScript the form creates the record; the uploader adds hash, size, bytes."""
+    writer(request, "creating binaries")
+    version = get_version_for_user(request, version_id)
+    form = BinaryForm(request.POST)
+    if form.is_valid():
+        try:
+            binary = services.binary_create(
+                artifact_version=version, actor=console_actor(request), **form.cleaned_data
+            )
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(
+                request,
+                f"Binary {binary.target} created. Upload its content with the uploader or "
+                "`peridio binaries upload`.",
+            )
+            return redirect("console:binary_detail", binary.uuid)
+    return _render_create(request, version, form)
+
+
+def _progress(binary: Binary) -> dict[str, Any]:
+    size = binary.size or 0
+    done = min(binary.bytes_hashed, size) if size else binary.bytes_hashed
+    return {
+        "binary": binary,
+        "polling": binary.state in POLLING_STATES,
+        "bytes_hashed": done,
+        "percent": (done * 100 // size) if size else (100 if binary.state == State.SIGNABLE else 0),
+    }
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 600, 120, 16
+
+
+def _download_chart(binary: Binary) -> dict[str, Any]:
+    """Download URLs issued per day over 30 days, as bar geometry for an inline SVG."""
+    counts = downloads.daily_counts(binary.organization, binary=binary, days=30)
+    highest = max(day["count"] for day in counts)
+    slot = CHART_WIDTH / len(counts)
+    bars = []
+    for i, day in enumerate(counts):
+        height = round(day["count"] / (highest or 1) * (CHART_HEIGHT - CHART_TOP), 1)
+        bars.append(
+            {
+                **day,
+                "x": round(i * slot + 1, 1),
+                "width": round(slot - 2, 1),
+                "y": round(CHART_HEIGHT - height, 1),
+                "height": height,
+            }
+        )
+    return {
+        "bars": bars,
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "total": sum(day["count"] for day in counts),
+        "highest": highest,
+        "first": counts[0]["date"],
+        "last": counts[-1]["date"],
+    }
+
+
+def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[str, Any]:
+    membership = membership_or_404(request)
+    moves = lifecycle.allowed_client_moves(binary.state)
+    can_write = role_allows(membership.role, Role.ENGINEER)
+    refusal = downloads.refusal(binary) if binary.state == State.SIGNED else None
+    context: dict[str, Any] = {
+        **_progress(binary),
+        "artifact": binary.artifact_version.artifact,
+        "version": binary.artifact_version,
+        "record": json.dumps(serializers.binary_data(binary), indent=2),
+        "metadata": json.dumps(binary.custom_metadata, indent=2, sort_keys=True),
+        "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
+        "signatures": list(binary.signatures.all()),
+        "events": binary.events.order_by("at", "id"),
+        "can_reset": can_write and State.UPLOADABLE in moves,
+        "can_destroy": can_write and State.DESTROYED in moves,
+        # Signable -> signed is the move; a signed binary takes more (e.g. after a key revoke).
+        "can_sign": can_write and binary.state in signatures.SIGNABLE_STATES,
+        "can_download": binary.state == State.SIGNED and refusal is None,
+        "download_refusal": refusal.args[0] if refusal else "",
+        "chart": _download_chart(binary),
+        "reset_form": ReasonForm(),
+        "destroy_form": DestroyForm(target=binary.target),
+        "sign_form": SignatureForm(organization=binary.organization),
+        "download": None,
+    }
+    context.update(extra)
+    return context
+
+
+def _binary_page(request: HttpRequest, binary: Binary, **extra: Any) -> HttpResponse:
+    return render(request, "console/binary_detail.html", _detail_context(request, binary, **extra))
+
+
+@require_GET
+@login_required
+def binary_detail(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    return _binary_page(request, get_binary_for_user(request, binary_id))
+
+
+@require_GET
+@login_required
+def binary_progress(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    """The hashing progress partial, polled every second while the binary is being verified."""
+    binary = get_binary_for_user(request, binary_id)
+    context = _progress(binary)
+    if context["polling"]:
+        return render(request, "console/binary_detail.html#progress", context)
+    # Done (or reset): stop polling, and reload so the actions, record and timeline catch up.
+    html = render_to_string("console/binary_detail.html#progress", context, request=request)
+    response = HttpResponseStopPolling(html)
+    response["HX-Refresh"] = "true"
+    return response
+
+
+def _back(binary: Binary) -> HttpResponse:
+    return redirect("console:binary_detail", binary.uuid)
+
+
+@require_POST
+@login_required
+def binary_reset(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    writer(request, "resetting binaries")
+    binary = get_binary_for_user(request, binary_id)
+    form = ReasonForm(request.POST)
+    reason = form.cleaned_data["reason"].strip() if form.is_valid() else ""
+    try:
+        services.binary_request_state(
+            binary=binary, to=State.UPLOADABLE, actor=console_actor(request), reason=reason
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The binary is uploadable again; parts and content deleted.")
+    return _back(binary)
+
+
+@require_POST
+@login_required
+def binary_destroy(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    writer(request, "destroying binaries")
+    binary = get_binary_for_user(request, binary_id)
+    form = DestroyForm(request.POST, target=binary.target)
+    if not form.is_valid():
+        return _binary_page(request, binary, destroy_form=form)
+    try:
+        services.binary_request_state(
+            binary=binary,
+            to=State.DESTROYED,
+            actor=console_actor(request),
+            reason=form.cleaned_data["reason"],
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The binary was destroyed; its record and history are kept.")
+    return _back(binary)
+
+
+SIGNATURE_FIELDS = {
+    "signature": "signature",
+    "signing_key_prn": "signing_key",
+    "signing_key_keyid": "signing_key",
+}
+
+
+@require_POST
+@login_required
+def binary_sign(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    writer(request, "signing binaries")
+    binary = get_binary_for_user(request, binary_id)
+    form = SignatureForm(request.POST, request.FILES, organization=binary.organization)
+    if form.is_valid():
+        try:
+            signatures.signature_create(
+                binary=binary,
+                signature=form.cleaned_data["signature_text"],
+                signing_key=form.cleaned_data["signing_key"],
+                actor=console_actor(request),
+            )
+        except DomainError as exc:
+            if exc.field not in SIGNATURE_FIELDS:  # not about what was typed: the state, say
+                messages.error(request, exc.message)
+                return _back(binary)
+            add_domain_error(form, exc, SIGNATURE_FIELDS)
+        else:
+            messages.success(request, "Signature verified and attached.")
+            return _back(binary)
+    binary = get_binary_for_user(request, binary_id)  # the state may have moved meanwhile
+    return _binary_page(request, binary, sign_form=form)
+
+
+@require_POST
+@login_required
+def binary_download_url(request: HtmxHttpRequest, binary_id: UUID) -> HttpResponse:
+    """A time-limited download URL (any member, as in the API); each one is audited."""
+    membership_or_404(request)
+    binary = get_binary_for_user(request, binary_id)
+    try:
+        issued = downloads.issue_url(
+            binary=binary,
+            actor=console_actor(request),
+            base_url=request.build_absolute_uri("/"),
+        )
+    except DomainError as exc:
+        if request.htmx:
+            context = {"binary": binary, "can_download": False, "download_error": exc.message}
+            return render(request, "console/binary_detail.html#download", context)
+        messages.error(request, exc.message)
+        return _back(binary)
+    if request.htmx:
+        context = {"binary": binary, "can_download": True, "download": issued}
+        response = render(request, "console/binary_detail.html#download", context)
+    else:
+        response = _binary_page(request, binary, download=issued)
+    response["Cache-Control"] = "no-store"  # the URL is a bearer credential
+    return response

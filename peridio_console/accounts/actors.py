@@ -1,0 +1,33 @@
+"""Who did something: a user in the console, an API key, or the system itself."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from peridio_console.accounts.models import ApiKey
+
+
+@dataclass(frozen=True)
+class Actor:
+    label: str
+    user: Any = None
+    api_key: ApiKey | None = None
+    ip: str | None = None
+
+    def with_ip(self, ip: str | None) -> "Actor":
+        return Actor(label=self.label, user=self.user, api_key=self.api_key, ip=ip)
+
+    @classmethod
+    def for_user(cls, user: Any) -> "Actor":
+        return cls(label=user.get_username(), user=user)
+
+    @classmethod
+    def for_api_key(cls, api_key: ApiKey) -> "Actor":
+        return cls(
+            label=f"{api_key.user.get_username()} (API key {api_key.prefix})",
+            user=api_key.user,
+            api_key=api_key,
+        )
+
+    @classmethod
+    def system(cls, what: str) -> "Actor":
+        return cls(label=f"system: {what}")

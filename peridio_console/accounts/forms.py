@@ -1,0 +1,20 @@
+"""Console forms for API keys and members; the services decide and write."""
+
+from django import forms
+
+from peridio_console.accounts.models import Role
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=128, required=False, help_text="What uses it, e.g. ci-nightly or my laptop."
+    )
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150, help_text="The user must already have an account.")
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.ENGINEER)
+
+
+class MemberRoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

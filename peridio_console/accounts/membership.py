@@ -1,0 +1,44 @@
+"""The organization a console user is working in, their role there, and who they are."""
+
+from django.http import Http404, HttpRequest
+
+from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import Membership
+from peridio_console.accounts.roles import require_role
+
+SESSION_ORG = "organization_slug"
+
+
+def current_membership(request: HttpRequest) -> Membership | None:
+    """The membership the user is working in: the one chosen in the switcher, else the first."""
+    cached = getattr(request, "_membership", None)
+    if cached is not None:
+        return cached
+    memberships = Membership.objects.filter(user_id=int(request.user.pk or 0)).select_related(
+        "organization"
+    )
+    chosen = request.session.get(SESSION_ORG)
+    membership = (chosen and memberships.filter(organization__slug=chosen).first()) or (
+        memberships.order_by("organization__name").first()
+    )
+    request._membership = membership  # type: ignore[attr-defined]
+    return membership
+
+
+def membership_or_404(request: HttpRequest) -> Membership:
+    """The current membership; a user in no organization has nothing to see here."""
+    membership = current_membership(request)
+    if membership is None:
+        raise Http404("You are not a member of any organization.")
+    return membership
+
+
+def require_member_role(membership: Membership, needed: str, doing: str) -> None:
+    """403 unless the member's role is at least `needed`, whatever the page showed them."""
+    require_role(
+        membership.role, needed, doing=doing, who="you are", where=membership.organization.name
+    )
+
+
+def console_actor(request: HttpRequest) -> Actor:
+    return Actor.for_user(request.user).with_ip(request.META.get("REMOTE_ADDR") or None)

@@ -1,0 +1,185 @@
+"""Account pages: the organization switcher, API keys and members."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from peridio_console.accounts import services
+from peridio_console.accounts.forms import ApiKeyForm, MemberAddForm, MemberRoleForm
+from peridio_console.accounts.membership import (
+    SESSION_ORG,
+    console_actor,
+    membership_or_404,
+    require_member_role,
+)
+from peridio_console.accounts.models import ApiKey, Membership, Role
+from peridio_console.core.errors import DomainError
+from peridio_console.core.forms import add_domain_error
+
+
+@require_POST
+@login_required
+def switch_organization(request: HttpRequest) -> HttpResponse:
+    membership = get_object_or_404(
+        Membership, user=request.user, organization__slug=request.POST.get("organization", "")
+    )
+    request.session[SESSION_ORG] = membership.organization.slug
+    return redirect("dashboard")
+
+
+# --- API keys: every member manages their own; admins manage all of the organization's ---
+
+
+def _render_api_keys(
+    request: HttpRequest, form: ApiKeyForm, *, new_secret: str = "", new_key: ApiKey | None = None
+) -> HttpResponse:
+    membership = membership_or_404(request)
+    keys = ApiKey.objects.filter(organization=membership.organization).select_related("user")
+    if membership.role != Role.ADMIN:
+        keys = keys.filter(user_id=membership.user_id)
+    context = {
+        "keys": keys.order_by("revoked_at", "-created_at", "-id"),
+        "form": form,
+        "new_secret": new_secret,
+        "new_key": new_key,
+    }
+    response = render(request, "console/api_keys.html", context)
+    if new_secret:
+        response["Cache-Control"] = "no-store"  # the one time the secret exists in clear
+    return response
+
+
+def _get_api_key_for_user(request: HttpRequest, key_id: int) -> ApiKey:
+    membership = membership_or_404(request)
+    keys = ApiKey.objects.select_related("organization", "user").filter(
+        organization=membership.organization
+    )
+    if membership.role != Role.ADMIN:
+        keys = keys.filter(user_id=membership.user_id)
+    return get_object_or_404(keys, pk=key_id)
+
+
+@require_GET
+@login_required
+def api_key_list(request: HttpRequest) -> HttpResponse:
+    return _render_api_keys(request, ApiKeyForm())
+
+
+@require_POST
+@login_required
+def api_key_create(request: HttpRequest) -> HttpResponse:
+    """A key for yourself, with your role; its secret is shown on this response only."""
+    membership = membership_or_404(request)
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _render_api_keys(request, form)
+    try:
+        key, secret = services.api_key_issue(
+            organization=membership.organization,
+            user=request.user,
+            actor=console_actor(request),
+            name=form.cleaned_data["name"],
+        )
+    except DomainError as exc:
+        add_domain_error(form, exc)
+        return _render_api_keys(request, form)
+    return _render_api_keys(request, ApiKeyForm(), new_secret=secret, new_key=key)
+
+
+@require_POST
+@login_required
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _get_api_key_for_user(request, key_id)
+    services.api_key_revoke(key=key, actor=console_actor(request))
+    messages.success(request, f"API key {key.prefix}… revoked.")
+    return redirect("console:api_key_list")
+
+
+# --- Members (admins) -----------------------------------------------------------------------
+
+
+def _render_members(request: HttpRequest, membership: Membership, form: MemberAddForm):
+    members = (
+        Membership.objects.filter(organization=membership.organization)
+        .select_related("user")
+        .order_by("user__username")
+    )
+    context = {"members": members, "form": form, "roles": Role.choices}
+    return render(request, "console/members.html", context)
+
+
+def _get_member_for_user(request: HttpRequest, membership_id: int) -> Membership:
+    membership = membership_or_404(request)
+    return get_object_or_404(
+        Membership.objects.select_related("organization", "user"),
+        organization=membership.organization,
+        pk=membership_id,
+    )
+
+
+@require_GET
+@login_required
+def member_list(request: HttpRequest) -> HttpResponse:
+    membership = membership_or_404(request)
+    require_member_role(membership, Role.ADMIN, "managing members")
+    return _render_members(request, membership, MemberAddForm())
+
+
+@require_POST
+@login_required
+def member_add(request: HttpRequest) -> HttpResponse:
+    membership = membership_or_404(request)
+    require_member_role(membership, Role.ADMIN, "managing members")
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        try:
+            added = services.membership_add(
+                organization=membership.organization,
+                username=form.cleaned_data["username"],
+                role=form.cleaned_data["role"],
+                actor=console_actor(request),
+            )
+        except DomainError as exc:
+            add_domain_error(form, exc)
+        else:
+            messages.success(request, f"{added.user.get_username()} added as {added.role}.")
+            return redirect("console:member_list")
+    return _render_members(request, membership, form)
+
+
+@require_POST
+@login_required
+def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse:
+    require_member_role(membership_or_404(request), Role.ADMIN, "managing members")
+    member = _get_member_for_user(request, membership_id)
+    form = MemberRoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Choose a role: {', '.join(Role.values)}.")
+        return redirect("console:member_list")
+    try:
+        services.membership_change_role(
+            membership=member, role=form.cleaned_data["role"], actor=console_actor(request)
+        )
+    except DomainError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{member.user.get_username()} is now {member.role}.")
+    return redirect("console:member_list")
+
+
+@require_POST
+@login_required
+def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
+    require_member_role(membership_or_404(request), Role.ADMIN, "managing members")
+    member = _get_member_for_user(request, membership_id)
+    try:
+        services.membership_remove(membership=member, actor=console_actor(request))
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return redirect("console:member_list")
+    messages.success(request, f"{member.user.get_username()} was removed.")
+    if member.user_id == request.user.pk:
+        return redirect("dashboard")
+    return redirect("console:member_list")

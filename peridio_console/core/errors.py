@@ -1,0 +1,80 @@
+"""Domain errors: each carries one sentence a user can act on, the same in API, CLI and console.
+
+Also the one translation of a database failure into words a client can act on.
+"""
+
+from dataclasses import dataclass
+
+from django.core import exceptions as django_exceptions
+
+
+class DomainError(Exception):
+    status = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    status = 400
+    code = "invalid"
+
+
+class NotFound(DomainError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status = 409
+    code = "conflict"
+
+
+class Gone(DomainError):
+    status = 410
+    code = "gone"
+
+
+class PermissionDenied(DomainError, django_exceptions.PermissionDenied):
+    """A role too low for the action: the API answers 403 in its error shape, the console
+    shows its 403 page (Django handles its own PermissionDenied), with the same sentence."""
+
+    status = 403
+    code = "forbidden"
+
+
+# PostgreSQL's answers when concurrent transactions collide: a deadlock was broken by rolling
+# this one back, or a serializable transaction could not be ordered. Nothing was written.
+COLLISION_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+@dataclass(frozen=True)
+class DatabaseTrouble:
+    status: int
+    code: str
+    message: str
+    retry_after: str
+
+
+def database_trouble(exc: Exception) -> DatabaseTrouble:
+    """What to tell a client whose request failed on a database error (the API and the
+    console say the same)."""
+    if getattr(exc.__cause__, "sqlstate", None) in COLLISION_SQLSTATES:
+        return DatabaseTrouble(
+            503,
+            "busy",
+            "Another request was changing the same records at that moment; nothing was "
+            "changed. Send the request again.",
+            "1",
+        )
+    return DatabaseTrouble(
+        503,
+        "unavailable",
+        "The database is unreachable right now; nothing was changed. Try again in a moment.",
+        "5",
+    )
