@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from peridio_cli import config, signing, transfer, ui
+from peridio_cli import config, signing, ui
 from peridio_cli.api import Api
 from peridio_cli.base import (
     Command,
@@ -21,6 +21,7 @@ from peridio_cli.base import (
     read_json_option,
 )
 from peridio_cli.errors import ApiError, Failed, Refused, UsageProblem
+from peridio_cli.transfer import download, hashing, limits, upload, waiting
 
 STATES = ("uploadable", "hashable", "hashing", "signable", "signed", "destroyed")
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -60,12 +61,12 @@ def transfer_options(func: Any) -> Any:
             "--concurrency",
             type=click.IntRange(1, 64),
             help=f"Parts in flight at once [default: min(2 x cores, 8) = "
-            f"{transfer.default_concurrency()}].",
+            f"{limits.default_concurrency()}].",
         ),
         option(
             "--retries",
             type=click.IntRange(0, 50),
-            default=transfer.DEFAULT_RETRIES,
+            default=limits.DEFAULT_RETRIES,
             show_default=True,
             help="Retries of each failed part, with exponential backoff.",
         ),
@@ -77,7 +78,7 @@ def transfer_options(func: Any) -> Any:
         option(
             "--timeout",
             type=click.FloatRange(min=0),
-            default=transfer.DEFAULT_WAIT_SECONDS,
+            default=waiting.DEFAULT_WAIT_SECONDS,
             show_default=True,
             help="Seconds to wait for the server to verify the content.",
         ),
@@ -136,9 +137,9 @@ class TransferOptions:
         options = cls(
             binary_part_size=kw.pop("binary_part_size", None),
             concurrency=kw.pop("concurrency", None),
-            retries=kw.pop("retries", transfer.DEFAULT_RETRIES),
+            retries=kw.pop("retries", limits.DEFAULT_RETRIES),
             no_wait=bool(kw.pop("no_wait", False)),
-            timeout=float(kw.pop("timeout", transfer.DEFAULT_WAIT_SECONDS)),
+            timeout=float(kw.pop("timeout", waiting.DEFAULT_WAIT_SECONDS)),
             keys=keys,
         )
         if options.keys and options.no_wait:
@@ -150,11 +151,11 @@ class TransferOptions:
 
     @property
     def workers(self) -> int:
-        return self.concurrency or transfer.default_concurrency()
+        return self.concurrency or limits.default_concurrency()
 
 
-def _declared_size_problem(binary: dict[str, Any], found: transfer.Scan) -> str | None:
-    declared_hash = transfer.bare_hash(binary.get("hash"))
+def _declared_size_problem(binary: dict[str, Any], found: hashing.Scan) -> str | None:
+    declared_hash = hashing.bare_hash(binary.get("hash"))
     declared_size = binary.get("size")
     problems = []
     if declared_size is not None and int(declared_size) != found.size:
@@ -168,15 +169,15 @@ def _declared_size_problem(binary: dict[str, Any], found: transfer.Scan) -> str 
 
 def _scan_for(
     client: Api, binary: dict[str, Any] | None, path: str, opts: TransferOptions
-) -> tuple[transfer.Scan, dict[int, dict[str, Any]]]:
+) -> tuple[hashing.Scan, dict[int, dict[str, Any]]]:
     """Hash the file with the part size this upload uses: the user's, else the one an
     interrupted upload of this binary used (so a rerun resumes it), else the default."""
     existing: dict[int, dict[str, Any]] = {}
     if binary is not None and binary["state"] == "uploadable":
-        existing = transfer.list_parts(client, binary["prn"])
+        existing = upload.list_parts(client, binary["prn"])
     size = _file_size(path)
     part_size = _choose_part_size(opts, existing, size)
-    return transfer.scan(path, part_size), existing
+    return hashing.scan(path, part_size), existing
 
 
 def _choose_part_size(opts: TransferOptions, existing: dict[int, dict[str, Any]], size: int) -> int:
@@ -184,10 +185,10 @@ def _choose_part_size(opts: TransferOptions, existing: dict[int, dict[str, Any]]
     resumes it), else the default; checked against the limits."""
     part_size = (
         opts.binary_part_size
-        or transfer.adopt_layout(existing, size, opts.binary_part_size)
-        or transfer.default_part_size(size)
+        or limits.adopt_layout(existing, size, opts.binary_part_size)
+        or limits.default_part_size(size)
     )
-    transfer.check_part_size(part_size, size)
+    limits.check_part_size(part_size, size)
     return part_size
 
 
@@ -201,7 +202,7 @@ def _file_size(path: str) -> int:
 def _send_and_finish(
     client: Api,
     binary: dict[str, Any],
-    found: transfer.Scan,
+    found: hashing.Scan,
     existing: dict[int, dict[str, Any]],
     opts: TransferOptions,
 ) -> dict[str, Any]:
@@ -217,11 +218,11 @@ def _send_and_finish(
             binary = client.call(
                 "PATCH", f"/binaries/{prn}", json=missing, what=f"declaring the content of {prn}"
             )["binary"]
-        report = transfer.Uploader(
+        report = upload.Uploader(
             client,
             prn,
             found.path,
-            transfer.plans_for(found),
+            upload.plans_for(found),
             concurrency=opts.workers,
             retries=opts.retries,
             expected_binary_size=found.size,
@@ -234,13 +235,13 @@ def _send_and_finish(
                 + (f", {report.retried} retried" if report.retried else "")
                 + "."
             )
-        binary = transfer.mark_hashable(client, prn)
+        binary = waiting.mark_hashable(client, prn)
     elif binary["state"] in ("hashable", "hashing", "signable", "signed"):
         ui.note(f"{prn} already has this content ({binary['state']}); nothing to upload.")
     if opts.no_wait:
         return binary
     if binary["state"] not in ("signable", "signed"):
-        binary = transfer.wait_verified(client, binary, opts.timeout)
+        binary = waiting.wait_verified(client, binary, opts.timeout)
     if opts.keys:
         binary = sign_binary(client, binary, opts.keys, found.digest)
     return binary
@@ -282,13 +283,13 @@ def _upload_overlapped(
     prn = binary["prn"]
     size = _file_size(path)
     part_size = _choose_part_size(opts, existing, size)
-    hasher = transfer.BackgroundHash(path)
+    hasher = hashing.BackgroundHash(path)
     hasher.start()
-    report = transfer.Uploader(
+    report = upload.Uploader(
         client,
         prn,
         path,
-        transfer.plans_unhashed(size, part_size),
+        upload.plans_unhashed(size, part_size),
         concurrency=opts.workers,
         retries=opts.retries,
         expected_binary_size=size,
@@ -303,10 +304,10 @@ def _upload_overlapped(
             + "."
         )
     digest = hasher.result(size)
-    binary = transfer.mark_hashable(client, prn, {"hash": f"sha256:{digest}", "size": size})
+    binary = waiting.mark_hashable(client, prn, {"hash": f"sha256:{digest}", "size": size})
     if opts.no_wait:
         return binary
-    binary = transfer.wait_verified(client, binary, opts.timeout)
+    binary = waiting.wait_verified(client, binary, opts.timeout)
     if opts.keys:
         binary = sign_binary(client, binary, opts.keys, digest)
     return binary
@@ -419,7 +420,7 @@ def binaries_create(
             emit(ctx, _upload_overlapped(client, binary, content_path, opts, {}), "binary")
             return
     found, parts = _scan_for(client, existing, content_path, opts)
-    if hash_ is not None and transfer.bare_hash(hash_) != found.digest:
+    if hash_ is not None and hashing.bare_hash(hash_) != found.digest:
         raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {content_path} ({found.digest}).")
     if size is not None and size != found.size:
         raise UsageProblem(f"--size {size} is not the size of {content_path} ({found.size}).")
@@ -427,7 +428,7 @@ def binaries_create(
     if existing is None or binary["prn"] != existing["prn"]:
         parts = {}  # a new binary
     elif existing["state"] != "uploadable" and binary["state"] == "uploadable":
-        parts = transfer.list_parts(client, binary["prn"])  # reset: its parts are gone
+        parts = upload.list_parts(client, binary["prn"])  # reset: its parts are gone
     if skip_upload:
         emit(ctx, binary, "binary")
         return
@@ -450,7 +451,7 @@ def _create_or_reuse(
     existing: dict[str, Any] | None,
     version: str,
     target: str,
-    found: transfer.Scan,
+    found: hashing.Scan,
     descriptive: dict[str, Any],
 ) -> dict[str, Any]:
     if existing is None:
@@ -470,7 +471,7 @@ def _create_or_reuse(
             if existing is None:
                 raise
     prn, state = existing["prn"], existing["state"]
-    declared = transfer.bare_hash(existing.get("hash"))
+    declared = hashing.bare_hash(existing.get("hash"))
     same = (
         declared in (None, found.digest)
         and existing.get("size") in (None, found.size)
@@ -544,7 +545,7 @@ def binaries_upload(
     upload, and wait until the server has verified it. Rerun to resume."""
     opts = TransferOptions.take(kw)
     client = api(ctx, connections=opts.workers + 2)
-    found: transfer.Scan | None = None
+    found: hashing.Scan | None = None
     if binary_prn:
         binary = client.get_binary(binary_prn)
         if binary["state"] == "uploadable" and binary.get("hash") is None:
@@ -555,12 +556,12 @@ def binaries_upload(
                     f"the right file, or change the declaration with `peridio binaries update "
                     f"--prn {binary_prn} --size {_file_size(path)}`."
                 )
-            held = transfer.list_parts(client, binary_prn)
+            held = upload.list_parts(client, binary_prn)
             emit(ctx, _upload_overlapped(client, binary, path, opts, held), "binary")
             return
     else:
-        found = transfer.scan(
-            path, opts.binary_part_size or transfer.default_part_size(_file_size(path))
+        found = hashing.scan(
+            path, opts.binary_part_size or limits.default_part_size(_file_size(path))
         )
         binary = _find_by_hash(client, found, artifact_version_prn, target)
     if binary["state"] == "destroyed":
@@ -569,10 +570,10 @@ def binaries_upload(
     if found is None:
         found, existing = _scan_for(client, binary, path, opts)
     elif binary["state"] == "uploadable":
-        existing = transfer.list_parts(client, binary["prn"])
-        adopted = transfer.adopt_layout(existing, found.size, opts.binary_part_size)
+        existing = upload.list_parts(client, binary["prn"])
+        adopted = limits.adopt_layout(existing, found.size, opts.binary_part_size)
         if adopted and adopted != found.part_size:
-            found = transfer.scan(path, adopted)
+            found = hashing.scan(path, adopted)
     problem = _declared_size_problem(binary, found)
     if problem:
         fix = (
@@ -589,7 +590,7 @@ def binaries_upload(
 
 
 def _find_by_hash(
-    client: Api, found: transfer.Scan, version: str | None, target: str | None
+    client: Api, found: hashing.Scan, version: str | None, target: str | None
 ) -> dict[str, Any]:
     ui.note(
         "--binary-prn is empty or missing (is $BINARY_PRN set?); looking for the binary that "
@@ -664,7 +665,7 @@ def binaries_get(ctx: click.Context, prn: str) -> None:
 @option(
     "--timeout",
     type=click.FloatRange(min=0),
-    default=transfer.DEFAULT_WAIT_SECONDS,
+    default=waiting.DEFAULT_WAIT_SECONDS,
     help="Seconds --wait waits.",
 )
 @click.pass_context
@@ -704,7 +705,7 @@ def binaries_update(
         "binary"
     ]
     if wait and state == "hashable":
-        binary = transfer.wait_verified(client, binary, timeout)
+        binary = waiting.wait_verified(client, binary, timeout)
     emit(ctx, binary, "binary")
 
 
@@ -738,7 +739,7 @@ binaries.add_command(binaries_destroy, "delete")
     help="Where to write it ('-' for stdout). A partial file is resumed.",
 )
 @option("--expires-in", type=click.IntRange(min=1), help="Lifetime of the URL, seconds.")
-@option("--retries", type=click.IntRange(0, 50), default=transfer.DEFAULT_RETRIES)
+@option("--retries", type=click.IntRange(0, 50), default=limits.DEFAULT_RETRIES)
 @click.pass_context
 def binaries_download(
     ctx: click.Context, prn: str, dest: str, expires_in: int | None, retries: int
@@ -748,7 +749,7 @@ def binaries_download(
     binary = client.get_binary(prn)
     if binary["state"] != "signed":
         raise Refused(f"binary {prn} is {binary['state']}; only signed binaries can be downloaded.")
-    summary = transfer.download(client, binary, dest, expires_in=expires_in, retries=retries)
+    summary = download.download(client, binary, dest, expires_in=expires_in, retries=retries)
     if dest == "-":
         return
     ui.note(f"{dest}: {summary['size']} bytes, {summary['hash']} verified.")

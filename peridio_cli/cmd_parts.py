@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from peridio_cli import transfer
 from peridio_cli.base import Group, api, emit, emit_list, option
 from peridio_cli.errors import Failed, UsageProblem
+from peridio_cli.transfer import hashing, limits, upload
 
 
 @click.group("binary-parts", cls=Group)
@@ -22,7 +22,7 @@ def binary_parts() -> None:
     "--part-number",
     "--index",
     "index",
-    type=click.IntRange(1, transfer.MAX_PARTS),
+    type=click.IntRange(1, limits.MAX_PARTS),
     required=True,
     help="The part's position, 1-10,000. Creating an index again replaces the part.",
 )
@@ -44,7 +44,7 @@ def binary_parts() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The whole file, to take --expected-binary-size from.",
 )
-@option("--retries", type=click.IntRange(0, 50), default=transfer.DEFAULT_RETRIES)
+@option("--retries", type=click.IntRange(0, 50), default=limits.DEFAULT_RETRIES)
 @click.pass_context
 def parts_create(
     ctx: click.Context,
@@ -82,17 +82,17 @@ def parts_create(
         return
     length = os.path.getsize(path)
     digest = hashlib.sha256()
-    with transfer.open_file(path) as handle:
-        while chunk := handle.read(transfer.CHUNK):
+    with hashing.open_file(path) as handle:
+        while chunk := handle.read(limits.CHUNK):
             digest.update(chunk)
     part_hash = digest.hexdigest()
-    if hash_ is not None and transfer.bare_hash(hash_) != part_hash:
+    if hash_ is not None and hashing.bare_hash(hash_) != part_hash:
         raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {path} ({part_hash}).")
     if size is not None and size != length:
         raise UsageProblem(f"--size {size} is not the size of {path} ({length}).")
-    existing = transfer.list_parts(client, binary_prn)
-    plan = transfer.PartPlan(index, 0, length, part_hash)
-    report = transfer.Uploader(
+    existing = upload.list_parts(client, binary_prn)
+    plan = upload.PartPlan(index, 0, length, part_hash)
+    report = upload.Uploader(
         client,
         binary_prn,
         path,
@@ -102,7 +102,7 @@ def parts_create(
         expected_binary_size=expected_binary_size,
         existing=existing,
     ).run()
-    parts = transfer.list_parts(client, binary_prn) if report.sent else existing
+    parts = upload.list_parts(client, binary_prn) if report.sent else existing
     part = parts.get(index)
     if part is None or part.get("state") != "valid":
         state = part.get("state") if part else "missing"
