@@ -1,6 +1,5 @@
 """peridio binary-parts …: one part of a multipart upload, by hand (the guide's split loop)."""
 
-import hashlib
 import os
 from typing import Any
 
@@ -81,11 +80,7 @@ def parts_create(
         emit(ctx, answer["binary_part"], "binary_part")
         return
     length = os.path.getsize(path)
-    digest = hashlib.sha256()
-    with hashing.open_file(path) as handle:
-        while chunk := handle.read(limits.CHUNK):
-            digest.update(chunk)
-    part_hash = digest.hexdigest()
+    part_hash = hashing.file_digest(path)
     if hash_ is not None and hashing.bare_hash(hash_) != part_hash:
         raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {path} ({part_hash}).")
     if size is not None and size != length:

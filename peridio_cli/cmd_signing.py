@@ -1,6 +1,5 @@
 """peridio binary-signatures … and peridio signing-keys …"""
 
-import hashlib
 from typing import Any
 
 import click
@@ -8,7 +7,7 @@ import click
 from peridio_cli import config, signing, ui
 from peridio_cli.base import Group, api, emit, emit_list, option
 from peridio_cli.errors import UsageProblem
-from peridio_cli.transfer import hashing, limits
+from peridio_cli.transfer import hashing
 
 
 @click.group("binary-signatures", cls=Group)
@@ -87,11 +86,7 @@ def signatures_create(
 
 def _digest(client: Any, binary_prn: str, content_path: str | None) -> str:
     if content_path is not None:
-        digest = hashlib.sha256()
-        with hashing.open_file(content_path) as handle:
-            while chunk := handle.read(limits.CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return hashing.file_digest(content_path)
     binary = client.get_binary(binary_prn)
     declared = hashing.bare_hash(binary.get("hash"))
     if not declared:

@@ -35,6 +35,15 @@ def open_file(path: str) -> BinaryIO:
     return handle
 
 
+def file_digest(path: str) -> str:
+    """The hex SHA-256 of a whole file, read in chunks."""
+    digest = hashlib.sha256()
+    with open_file(path) as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 @dataclass
 class Scan:
     path: str
