@@ -1,12 +1,11 @@
 """peridio binary-parts …: one part of a multipart upload, by hand (the guide's split loop)."""
 
 import os
-from typing import Any
 
 import click
 
 from peridio_cli.base import Group, api, emit, emit_list, option
-from peridio_cli.errors import Failed, UsageProblem
+from peridio_cli.errors import UsageProblem
 from peridio_cli.transfer import hashing, limits, upload
 
 
@@ -68,16 +67,8 @@ def parts_create(
             raise UsageProblem(
                 "binary-parts create needs --file PART, or --hash and --size to declare it only."
             )
-        body: dict[str, Any] = {"hash": hash_, "size": size}
-        if expected_binary_size is not None:
-            body["expected_binary_size"] = expected_binary_size
-        answer = client.call(
-            "PUT",
-            f"/binaries/{binary_prn}/parts/{index}",
-            json=body,
-            what=f"declaring part {index} of {binary_prn}",
-        )
-        emit(ctx, answer["binary_part"], "binary_part")
+        part = upload.declare_part(client, binary_prn, index, hash_, size, expected_binary_size)
+        emit(ctx, part, "binary_part")
         return
     length = os.path.getsize(path)
     part_hash = hashing.file_digest(path)
@@ -85,23 +76,16 @@ def parts_create(
         raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {path} ({part_hash}).")
     if size is not None and size != length:
         raise UsageProblem(f"--size {size} is not the size of {path} ({length}).")
-    existing = upload.list_parts(client, binary_prn)
-    plan = upload.PartPlan(index, 0, length, part_hash)
-    report = upload.Uploader(
+    part = upload.send_part(
         client,
         binary_prn,
+        index,
         path,
-        [plan],
-        concurrency=1,
+        length,
+        part_hash,
         retries=retries,
         expected_binary_size=expected_binary_size,
-        existing=existing,
-    ).run()
-    parts = upload.list_parts(client, binary_prn) if report.sent else existing
-    part = parts.get(index)
-    if part is None or part.get("state") != "valid":
-        state = part.get("state") if part else "missing"
-        raise Failed(f"part {index} of {binary_prn} is {state} after its upload; run it again.")
+    )
     emit(ctx, part, "binary_part")
 
 

@@ -75,6 +75,60 @@ def already_valid(plan: PartPlan, part: dict[str, Any] | None) -> bool:
     )
 
 
+def declare_part(
+    api: Api,
+    prn: str,
+    index: int,
+    hash_: str | None,
+    size: int,
+    expected_binary_size: int | None,
+) -> dict[str, Any]:
+    """Declare part index of a binary (its hash and size); the part, with its upload URL."""
+    body: dict[str, Any] = {"hash": hash_, "size": size}
+    if expected_binary_size is not None:
+        body["expected_binary_size"] = expected_binary_size
+    answer = api.call(
+        "PUT",
+        f"/binaries/{prn}/parts/{index}",
+        json=body,
+        what=f"declaring part {index} of {prn}",
+    )
+    return answer["binary_part"]
+
+
+def send_part(
+    api: Api,
+    prn: str,
+    index: int,
+    path: str,
+    size: int,
+    part_hash: str,
+    *,
+    retries: int,
+    expected_binary_size: int | None,
+) -> dict[str, Any]:
+    """Upload a file as part index of a binary (skipped when the same bytes are already
+    there); the part, valid."""
+    existing = list_parts(api, prn)
+    plan = PartPlan(index, 0, size, part_hash)
+    report = Uploader(
+        api,
+        prn,
+        path,
+        [plan],
+        concurrency=1,
+        retries=retries,
+        expected_binary_size=expected_binary_size,
+        existing=existing,
+    ).run()
+    parts = list_parts(api, prn) if report.sent else existing
+    part = parts.get(index)
+    if part is None or part.get("state") != "valid":
+        state = part.get("state") if part else "missing"
+        raise Failed(f"part {index} of {prn} is {state} after its upload; run it again.")
+    return part
+
+
 class Uploader:
     """Send parts of a file to one binary; parts already valid with the same hash and size
     are skipped, so a rerun after an interruption sends only what is missing."""
@@ -188,16 +242,10 @@ class Uploader:
                 return
 
     def _declare(self, plan: PartPlan) -> str:
-        body: dict[str, Any] = {"hash": plan.hash, "size": plan.size}
-        if self.expected_binary_size is not None:
-            body["expected_binary_size"] = self.expected_binary_size
-        answer = self.api.call(
-            "PUT",
-            f"/binaries/{self.prn}/parts/{plan.index}",
-            json=body,
-            what=f"declaring part {plan.index} of {self.prn}",
+        part = declare_part(
+            self.api, self.prn, plan.index, plan.hash, plan.size, self.expected_binary_size
         )
-        return str(answer["binary_part"]["presigned_upload_url"])
+        return str(part["presigned_upload_url"])
 
     def _send(self, plan: PartPlan, n: int, fd: int) -> None:
         try:
