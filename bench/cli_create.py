@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from upload import put_parts, start_gunicorn  # noqa: E402  (bench/upload.py, beside this file)
 from upload import stop as stop_gunicorn  # noqa: E402
 
-from peridio_cli import transfer  # noqa: E402
+from peridio_cli.transfer import limits  # noqa: E402
 from tests.cli_helpers import BIN, PERIDIO, Stack, free_port, random_file  # noqa: E402
 
 MiB = 1 << 20
@@ -128,9 +128,9 @@ def part_hashes(source: Path, part_size: int) -> list[str]:
 
 def filesystem(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
     size = source.stat().st_size
-    part_size = transfer.default_part_size(size)
-    parallel = transfer.default_concurrency()
-    count = transfer.part_count(size, part_size)
+    part_size = limits.default_part_size(size)
+    parallel = limits.default_concurrency()
+    count = limits.part_count(size, part_size)
     stack = Stack(work / "fs", debug=False).start()
     env = {**stack.server_env(), "BARE_RECEIVER_DIR": str(work / "bare")}
     bare = start_gunicorn(
@@ -187,8 +187,8 @@ def s3(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
     from botocore.config import Config
 
     size = source.stat().st_size
-    part_size = transfer.default_part_size(size)
-    parallel = transfer.default_concurrency()
+    part_size = limits.default_part_size(size)
+    parallel = limits.default_concurrency()
     port = free_port()
     moto = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -288,8 +288,8 @@ def main() -> None:
         source = random_file(work / "source.bin", args.size_mib * MiB)
         print(
             f"file: {args.size_mib} MiB random; {os.cpu_count()} CPUs; CLI defaults: "
-            f"{transfer.default_part_size(args.size_mib * MiB) // MiB} MiB parts, "
-            f"{transfer.default_concurrency()} in parallel"
+            f"{limits.default_part_size(args.size_mib * MiB) // MiB} MiB parts, "
+            f"{limits.default_concurrency()} in parallel"
         )
         summary: dict[str, Any] = {}
         if not args.skip_filesystem:

@@ -23,6 +23,14 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 8.0) -> float:
     return min(cap, base * (2**attempt)) * (0.75 + random.random() / 2)
 
 
+class Retry(Exception):
+    """An upload or download attempt failed in a way worth retrying, and why."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def redact(url: str) -> str:
     """A URL fit for a log: presigned query strings are credentials."""
     parts = urlsplit(url)

@@ -1,14 +1,12 @@
 """peridio binary-parts …: one part of a multipart upload, by hand (the guide's split loop)."""
 
-import hashlib
 import os
-from typing import Any
 
 import click
 
-from peridio_cli import transfer
 from peridio_cli.base import Group, api, emit, emit_list, option
-from peridio_cli.errors import Failed, UsageProblem
+from peridio_cli.errors import UsageProblem
+from peridio_cli.transfer import hashing, limits, upload
 
 
 @click.group("binary-parts", cls=Group)
@@ -22,7 +20,7 @@ def binary_parts() -> None:
     "--part-number",
     "--index",
     "index",
-    type=click.IntRange(1, transfer.MAX_PARTS),
+    type=click.IntRange(1, limits.MAX_PARTS),
     required=True,
     help="The part's position, 1-10,000. Creating an index again replaces the part.",
 )
@@ -44,7 +42,7 @@ def binary_parts() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The whole file, to take --expected-binary-size from.",
 )
-@option("--retries", type=click.IntRange(0, 50), default=transfer.DEFAULT_RETRIES)
+@option("--retries", type=click.IntRange(0, 50), default=limits.DEFAULT_RETRIES)
 @click.pass_context
 def parts_create(
     ctx: click.Context,
@@ -69,44 +67,25 @@ def parts_create(
             raise UsageProblem(
                 "binary-parts create needs --file PART, or --hash and --size to declare it only."
             )
-        body: dict[str, Any] = {"hash": hash_, "size": size}
-        if expected_binary_size is not None:
-            body["expected_binary_size"] = expected_binary_size
-        answer = client.call(
-            "PUT",
-            f"/binaries/{binary_prn}/parts/{index}",
-            json=body,
-            what=f"declaring part {index} of {binary_prn}",
-        )
-        emit(ctx, answer["binary_part"], "binary_part")
+        part = upload.declare_part(client, binary_prn, index, hash_, size, expected_binary_size)
+        emit(ctx, part, "binary_part")
         return
     length = os.path.getsize(path)
-    digest = hashlib.sha256()
-    with transfer.open_file(path) as handle:
-        while chunk := handle.read(transfer.CHUNK):
-            digest.update(chunk)
-    part_hash = digest.hexdigest()
-    if hash_ is not None and transfer.bare_hash(hash_) != part_hash:
+    part_hash = hashing.file_digest(path)
+    if hash_ is not None and hashing.bare_hash(hash_) != part_hash:
         raise UsageProblem(f"--hash {hash_} is not the SHA-256 of {path} ({part_hash}).")
     if size is not None and size != length:
         raise UsageProblem(f"--size {size} is not the size of {path} ({length}).")
-    existing = transfer.list_parts(client, binary_prn)
-    plan = transfer.PartPlan(index, 0, length, part_hash)
-    report = transfer.Uploader(
+    part = upload.send_part(
         client,
         binary_prn,
+        index,
         path,
-        [plan],
-        concurrency=1,
+        length,
+        part_hash,
         retries=retries,
         expected_binary_size=expected_binary_size,
-        existing=existing,
-    ).run()
-    parts = transfer.list_parts(client, binary_prn) if report.sent else existing
-    part = parts.get(index)
-    if part is None or part.get("state") != "valid":
-        state = part.get("state") if part else "missing"
-        raise Failed(f"part {index} of {binary_prn} is {state} after its upload; run it again.")
+    )
     emit(ctx, part, "binary_part")
 
 

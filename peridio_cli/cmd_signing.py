@@ -1,13 +1,13 @@
 """peridio binary-signatures … and peridio signing-keys …"""
 
-import hashlib
 from typing import Any
 
 import click
 
-from peridio_cli import config, signing, transfer, ui
+from peridio_cli import config, signing, ui
 from peridio_cli.base import Group, api, emit, emit_list, option
 from peridio_cli.errors import UsageProblem
+from peridio_cli.transfer import hashing
 
 
 @click.group("binary-signatures", cls=Group)
@@ -86,13 +86,9 @@ def signatures_create(
 
 def _digest(client: Any, binary_prn: str, content_path: str | None) -> str:
     if content_path is not None:
-        digest = hashlib.sha256()
-        with transfer.open_file(content_path) as handle:
-            while chunk := handle.read(transfer.CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return hashing.file_digest(content_path)
     binary = client.get_binary(binary_prn)
-    declared = transfer.bare_hash(binary.get("hash"))
+    declared = hashing.bare_hash(binary.get("hash"))
     if not declared:
         raise UsageProblem(f"{binary_prn} has no hash yet; give --binary-content-path.")
     ui.note(f"signing the SHA-256 {binary_prn} declares (give --file to hash your copy).")
