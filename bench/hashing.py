@@ -258,11 +258,11 @@ def store_s3(binary: Any, source: Path, part_hashes: list[str]) -> None:
 
 
 def mark_hashable(binary: Any) -> None:
-    from binaries import uploads
+    from binaries import moves
     from binaries.models import State
     from peridio_console.accounts.actors import Actor
 
-    uploads.mark_hashable(binary=binary, actor=Actor.system("bench"))
+    moves.mark_hashable(binary=binary, actor=Actor.system("bench"))
     binary.refresh_from_db()
     assert binary.state == State.HASHABLE, binary.state
 

@@ -287,7 +287,7 @@ class Ours:
         """(seconds to mark hashable, seconds to verify, state after, where the bytes are)."""
         from django.contrib.auth import get_user_model
 
-        from binaries import hashing, selectors, storage, uploads
+        from binaries import hashing, moves, selectors, storage
         from binaries.models import Binary
         from peridio_console.accounts.actors import Actor
         from peridio_console.accounts.models import Organization
@@ -298,7 +298,7 @@ class Ours:
         in_place = sorted({p.offset is not None for p in binary.parts.all()})
         actor = Actor.for_user(get_user_model().objects.get(username="bench"))
         started = time.perf_counter()
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
         hashable = time.perf_counter() - started
         started = time.perf_counter()
         outcome = hashing.verify(binary.pk)

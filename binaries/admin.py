@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from binaries import services
+from binaries import moves
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import DomainError
@@ -40,7 +40,7 @@ def _move(request: HttpRequest, queryset: QuerySet[Binary], to: str, reason: str
     moved = 0
     for binary in queryset:
         try:
-            services.binary_request_state(binary=binary, to=to, actor=actor, reason=reason)
+            moves.request_state(binary=binary, to=to, actor=actor, reason=reason)
             moved += 1
         except DomainError as exc:
             messages.error(request, f"Binary {binary.prn}: {exc.message}")

@@ -25,33 +25,32 @@ class DownloadUrl:
     expires_at: datetime
 
 
-def refusal(binary: Binary) -> Exception | None:
-    """Why this binary may not be downloaded now, or None."""
+def require_downloadable(binary: Binary) -> None:
+    """Refuse (410 or 409, saying why) a binary that may not be downloaded now."""
     if binary.state == State.DESTROYED:
-        return Gone(
+        raise Gone(
             "The binary was destroyed; its content is gone and it cannot be downloaded.",
             code="destroyed",
         )
     if binary.state != State.SIGNED:
-        return Conflict(
+        raise Conflict(
             f"The binary is {binary.state}; only signed binaries can be downloaded.",
             code="not_signed",
         )
     if binary.integrity_failed_at is not None:
-        return Conflict(f"Downloads are refused: {binary.last_error}", code="integrity_failed")
+        raise Conflict(f"Downloads are refused: {binary.last_error}", code="integrity_failed")
     if not binary.signatures.filter(revoked_at__isnull=True).exists():
         if not binary.signatures.exists():
-            return Conflict(
+            raise Conflict(
                 "Downloads are refused: the binary has no signature (its signatures were "
                 "removed); attach a valid signature (POST /v1/binary_signatures).",
                 code="signature_required",
             )
-        return Conflict(
+        raise Conflict(
             "Downloads are refused: every signature of this binary was revoked with its key; "
             "sign it again with a live key.",
             code="signature_revoked",
         )
-    return None
 
 
 def clean_expires_in(value: Any) -> int:
@@ -71,9 +70,7 @@ def issue_url(
 ) -> DownloadUrl:
     seconds = clean_expires_in(expires_in)
     binary.refresh_from_db()
-    problem = refusal(binary)
-    if problem is not None:
-        raise problem
+    require_downloadable(binary)
     expires_at = timezone.now() + timedelta(seconds=seconds)
     url = storage.get().download_url(binary, expires_at, base_url)
     audit.record(

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from binaries import storage, uploads
+from binaries import uploads
 from binaries.models import Binary, BinaryPart, State
 from peridio_console.accounts.actors import Actor
 
@@ -40,43 +40,6 @@ def clean_abandoned_uploads(now: datetime | None = None) -> list[Binary]:
         if removed is not None:
             cleaned.append(binary)
     return cleaned
-
-
-def discard_destroyed_content(binary_id: int) -> bool:
-    """Delete a destroyed binary's content and confirm it; True when it is gone."""
-    binary = (
-        Binary.objects.select_related("organization")
-        .filter(pk=binary_id, state=State.DESTROYED, content_deleted_at__isnull=True)
-        .first()
-    )
-    if binary is None:
-        return True
-    backend = storage.get()
-    backend.delete(binary)
-    if backend.exists(binary):
-        raise storage.StorageError(f"The content of {binary.prn} is still in storage.")
-    Binary.objects.filter(pk=binary.pk).update(content_deleted_at=timezone.now())
-    return True
-
-
-def discard_reset_content(binary_id: int, upload_id: str | None = None) -> bool:
-    """Delete what a reset left in storage when the reset itself could not (the store was
-    away): the object, and the multipart upload `upload_id` if it is still open.
-
-    Only while no new upload has begun (no parts, no upload id): a new upload's completion
-    replaces the object, and an abandoned one is cleaned with its parts. True when done.
-    """
-    binary = (
-        Binary.objects.select_related("organization")
-        .filter(pk=binary_id, state=State.UPLOADABLE, upload_id__isnull=True)
-        .exclude(Exists(BinaryPart.objects.filter(binary=OuterRef("pk"))))
-        .first()
-    )
-    if binary is None:
-        return True
-    binary.upload_id = upload_id  # not saved: only so that delete() aborts that upload
-    storage.get().delete(binary)
-    return True
 
 
 def destroyed_with_content(now: datetime | None = None) -> list[int]:

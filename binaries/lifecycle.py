@@ -1,9 +1,11 @@
 """The binary lifecycle: one table of moves and the one function that performs them.
 
-Nothing else in the code base writes Binary.state.
+Nothing else in the code base writes Binary.state. The moves a client may ask for each have a
+function in moves.py that calls transition().
 """
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -13,31 +15,23 @@ from binaries.models import Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import Conflict
 
-U, HB, HG, SA, SD, X = (
-    State.UPLOADABLE,
-    State.HASHABLE,
-    State.HASHING,
-    State.SIGNABLE,
-    State.SIGNED,
-    State.DESTROYED,
-)
-
 # Every move the system may make, from -> {to}.
 ALLOWED: dict[str, frozenset[str]] = {
-    U: frozenset({HB}),
-    HB: frozenset({HG, U}),
-    HG: frozenset({SA, U}),
-    SA: frozenset({SD, U, X}),
-    SD: frozenset({X}),
-    X: frozenset(),
+    State.UPLOADABLE: frozenset({State.HASHABLE}),
+    State.HASHABLE: frozenset({State.HASHING, State.UPLOADABLE}),
+    State.HASHING: frozenset({State.SIGNABLE, State.UPLOADABLE}),
+    State.SIGNABLE: frozenset({State.SIGNED, State.UPLOADABLE, State.DESTROYED}),
+    State.SIGNED: frozenset({State.DESTROYED}),
+    State.DESTROYED: frozenset(),
 }
 
 # The moves a client (API, console, CLI) may ask for, to -> {from}. The rest are automatic.
+# Each has its one function in moves.py.
 CLIENT_MOVES: dict[str, frozenset[str]] = {
-    HB: frozenset({U}),
-    U: frozenset({HB, HG, SA}),
-    X: frozenset({SA, SD}),
-    SD: frozenset({SA}),  # only when a valid signature exists; services check that
+    State.HASHABLE: frozenset({State.UPLOADABLE}),
+    State.UPLOADABLE: frozenset({State.HASHABLE, State.HASHING, State.SIGNABLE}),
+    State.DESTROYED: frozenset({State.SIGNABLE, State.SIGNED}),
+    State.SIGNED: frozenset({State.SIGNABLE}),  # only with a valid signature (moves.mark_signed)
 }
 
 
@@ -95,46 +89,40 @@ def transition(
             current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
             shown = allowed_client_moves(current) if only_from is not None else ALLOWED[current]
             raise TransitionRefused(current, to, set(shown))
-        BinaryEvent.objects.create(
-            binary_id=binary.pk,
-            actor_user=actor.user,
-            actor_api_key=actor.api_key,
-            actor_label=actor.label[:160],
-            from_state=current,
-            to_state=to,
-            reason=reason,
-            details=details or {},
-            at=now,
-        )
+        _write_event(binary.pk, actor, current, to, reason=reason, details=details, at=now)
         if after_commit is not None:
             transaction.on_commit(after_commit)
     binary.refresh_from_db()
     return binary
 
 
+def _write_event(
+    binary_id: int,
+    actor: Actor,
+    from_state: str,
+    to_state: str,
+    *,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    BinaryEvent.objects.create(
+        binary_id=binary_id,
+        **actor.event_fields(),
+        from_state=from_state,
+        to_state=to_state,
+        reason=reason,
+        details=details or {},
+        at=at or timezone.now(),
+    )
+
+
 def record_creation(binary: Binary, *, actor: Actor) -> None:
     """The (new) -> uploadable event, written in the creating transaction."""
-    BinaryEvent.objects.create(
-        binary=binary,
-        actor_user=actor.user,
-        actor_api_key=actor.api_key,
-        actor_label=actor.label[:160],
-        from_state="",
-        to_state=State.UPLOADABLE,
-        at=binary.created_at,
-    )
+    _write_event(binary.pk, actor, "", State.UPLOADABLE, at=binary.created_at)
 
 
 def record_event(binary: Binary, *, actor: Actor, reason: str, details: dict[str, Any]) -> None:
     """An event that is not a move (a re-queue, an integrity failure): from = to = current."""
     state = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
-    BinaryEvent.objects.create(
-        binary_id=binary.pk,
-        actor_user=actor.user,
-        actor_api_key=actor.api_key,
-        actor_label=actor.label[:160],
-        from_state=state,
-        to_state=state,
-        reason=reason,
-        details=details,
-    )
+    _write_event(binary.pk, actor, state, state, reason=reason, details=details)

@@ -3,10 +3,9 @@ work (storage, task enqueues) to run after commit."""
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from binaries import lifecycle, signatures, uploads
+from binaries import lifecycle, moves
 from binaries.models import Artifact, ArtifactVersion, Binary, State
 from binaries.validation import (
     clean_custom_metadata,
@@ -18,7 +17,7 @@ from binaries.validation import (
 )
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Organization
-from peridio_console.core.errors import Conflict, InvalidInput
+from peridio_console.core.errors import Conflict, InvalidInput, conflict_on_integrity_error
 
 UNSET: Any = object()
 
@@ -32,15 +31,14 @@ def artifact_create(
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    try:
-        with transaction.atomic():
-            artifact.save()
-    except IntegrityError:
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"An artifact named {artifact.name!r} already exists in this organization.",
             field="name",
             code="already_exists",
-        ) from None
+        )
+    ):
+        artifact.save()
     return artifact
 
 
@@ -54,15 +52,14 @@ def artifact_version_create(
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    try:
-        with transaction.atomic():
-            obj.save()
-    except IntegrityError:
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"Artifact {artifact.name!r} already has a version {obj.version!r}.",
             field="version",
             code="already_exists",
-        ) from None
+        )
+    ):
+        obj.save()
     return obj
 
 
@@ -100,12 +97,9 @@ def binary_create(
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    try:
-        with transaction.atomic():
-            binary.save()
-            lifecycle.record_creation(binary, actor=actor)
-    except IntegrityError:
-        raise _target_taken(artifact_version, binary.target) from None
+    with conflict_on_integrity_error(lambda: _target_taken(artifact_version, binary.target)):
+        binary.save()
+        lifecycle.record_creation(binary, actor=actor)
     return binary
 
 
@@ -146,72 +140,6 @@ def binary_update(
     return binary
 
 
-def ensure_not_blocked(kind: str, live_binaries: int) -> None:
-    if live_binaries:
-        raise Conflict(
-            f"This {kind} still has {live_binaries} binar{'y' if live_binaries == 1 else 'ies'} "
-            "that are not destroyed; destroy them first.",
-            code="has_binaries",
-        )
-
-
-def require_text(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput(f"{field} is required.", field=field)
-    return value
-
-
-def binary_request_state(*, binary: Binary, to: Any, actor: Actor, reason: str = "") -> Binary:
-    """A client's request to move a binary (API PATCH, console button, admin action, CLI).
-
-    Asking for hashing while the binary is hashable or hashing is a no-op, not an error.
-    """
-    if to not in State.values:
-        raise InvalidInput(
-            f"state must be one of {', '.join(State.values)}; got {to!r}.", field="state"
-        )
-    if to == State.HASHING:
-        binary.refresh_from_db()
-        if binary.state in (State.HASHABLE, State.HASHING):
-            return binary
-        raise lifecycle.TransitionRefused(
-            binary.state, to, lifecycle.allowed_client_moves(binary.state)
-        )
-    if to == State.HASHABLE:
-        return uploads.mark_hashable(binary=binary, actor=actor, reason=reason)
-    if to == State.UPLOADABLE:
-        binary.refresh_from_db()
-        if binary.state == State.UPLOADABLE:
-            # The guide's reset of a failed upload: parts deleted, the upload starts afresh.
-            if uploads.discard_upload(binary, actor=actor, reason=reason or "Upload reset") is None:
-                binary.refresh_from_db()
-                raise lifecycle.TransitionRefused(
-                    binary.state, to, lifecycle.allowed_client_moves(binary.state)
-                )
-            return binary
-        return uploads.reset(
-            binary=binary, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
-        )
-    if to == State.DESTROYED:
-        return uploads.destroy(binary=binary, actor=actor, reason=reason)
-    if to == State.SIGNED:
-        binary.refresh_from_db()
-        signatures.require_live_signature_for_signed(binary)
-        if binary.state == State.SIGNED:
-            return binary  # clients of the hosted platform ask for it after signing
-        return lifecycle.transition(
-            binary, to=to, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
-        )
-    if to not in lifecycle.CLIENT_MOVES:
-        binary.refresh_from_db()
-        raise lifecycle.TransitionRefused(
-            binary.state, to, lifecycle.allowed_client_moves(binary.state)
-        )
-    return lifecycle.transition(
-        binary, to=to, actor=actor, reason=reason, only_from=lifecycle.CLIENT_MOVES[to]
-    )
-
-
 # --- API edits and deletions -------------------------------------------------------------
 
 MAX_REASON = 1000
@@ -240,15 +168,14 @@ def artifact_update(
         fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
     if not fields:
         return artifact
-    try:
-        with transaction.atomic():
-            Artifact.objects.filter(pk=artifact.pk).update(updated_at=timezone.now(), **fields)
-    except IntegrityError:
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"An artifact named {fields['name']!r} already exists in this organization.",
             field="name",
             code="already_exists",
-        ) from None
+        )
+    ):
+        Artifact.objects.filter(pk=artifact.pk).update(updated_at=timezone.now(), **fields)
     artifact.refresh_from_db()
     return artifact
 
@@ -297,44 +224,26 @@ def _binaries_blocking(what: str, binaries: Any) -> None:
 
 def artifact_version_delete(*, artifact_version: ArtifactVersion) -> None:
     what = f"Version {artifact_version.version!r} of {artifact_version.artifact.name!r}"
-    try:
-        with transaction.atomic():
-            _binaries_blocking(what, Binary.objects.filter(artifact_version=artifact_version))
-            artifact_version.delete()
-    except IntegrityError:  # a binary arrived meanwhile (ProtectedError is an IntegrityError)
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
-        ) from None
+        )
+    ):
+        _binaries_blocking(what, Binary.objects.filter(artifact_version=artifact_version))
+        artifact_version.delete()
 
 
 def artifact_delete(*, artifact: Artifact) -> None:
     """Delete an artifact with its versions, when no binary (live or destroyed) hangs below."""
     what = f"Artifact {artifact.name!r}"
-    try:
-        with transaction.atomic():
-            _binaries_blocking(what, Binary.objects.filter(artifact_version__artifact=artifact))
-            ArtifactVersion.objects.filter(artifact=artifact).delete()
-            artifact.delete()
-    except IntegrityError:
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
-        ) from None
-
-
-def _check_state_request(binary: Binary, to: str) -> None:
-    """Refuse an impossible move before anything else in the same request changes."""
-    if to == State.HASHING:
-        possible = binary.state in (State.HASHABLE, State.HASHING)
-    elif to == State.SIGNED:
-        possible = binary.state in (State.SIGNABLE, State.SIGNED)
-    elif to == State.UPLOADABLE:
-        possible = binary.state in (State.UPLOADABLE, *lifecycle.CLIENT_MOVES[to])
-    else:
-        possible = binary.state in lifecycle.CLIENT_MOVES.get(to, frozenset())
-    if not possible:
-        raise lifecycle.TransitionRefused(
-            binary.state, to, lifecycle.allowed_client_moves(binary.state)
         )
+    ):
+        _binaries_blocking(what, Binary.objects.filter(artifact_version__artifact=artifact))
+        ArtifactVersion.objects.filter(artifact=artifact).delete()
+        artifact.delete()
 
 
 def binary_change(
@@ -359,11 +268,7 @@ def binary_change(
                 "reason goes with state: it records why the binary moved.", field="reason"
             )
     else:
-        if state not in State.values:
-            raise InvalidInput(
-                f"state must be one of {', '.join(State.values)}; got {state!r}.", field="state"
-            )
-        _check_state_request(binary, state)
+        moves.check_request(binary, state)
     why = clean_reason(None if reason is UNSET else reason)
     binary = binary_update(
         binary=binary,
@@ -373,5 +278,5 @@ def binary_change(
         size=size,
     )
     if state is not UNSET:
-        binary = binary_request_state(binary=binary, to=state, actor=actor, reason=why)
+        binary = moves.request_state(binary=binary, to=state, actor=actor, reason=why)
     return binary

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from binaries import lifecycle, signing
@@ -11,7 +11,7 @@ from binaries.validation import clean_name
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Organization
-from peridio_console.core.errors import Conflict, NotFound
+from peridio_console.core.errors import Conflict, NotFound, conflict_on_integrity_error
 
 SIGNABLE_STATES = (State.SIGNABLE, State.SIGNED)
 
@@ -28,25 +28,26 @@ def signing_key_create(
         keyid=parsed.keyid,
         created_by=actor.user,
     )
-    try:
-        with transaction.atomic():
-            key.save()
-            audit.record(
-                organization=organization,
-                actor=actor,
-                action="signing_key.created",
-                object_prn=key.prn,
-                details={"name": key.name, "algorithm": key.algorithm, "keyid": key.keyid},
-            )
-    except IntegrityError:
+
+    def already_registered() -> Conflict:
         existing = SigningKey.objects.filter(organization=organization, keyid=parsed.keyid).first()
-        raise Conflict(
+        return Conflict(
             f"This public key is already registered as {existing.name!r} ({existing.prn})."
             if existing
             else "This public key is already registered.",
             field="value",
             code="already_exists",
-        ) from None
+        )
+
+    with conflict_on_integrity_error(already_registered):
+        key.save()
+        audit.record(
+            organization=organization,
+            actor=actor,
+            action="signing_key.created",
+            object_prn=key.prn,
+            details={"name": key.name, "algorithm": key.algorithm, "keyid": key.keyid},
+        )
     return key
 
 

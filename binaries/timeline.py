@@ -9,17 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.core import signing
 from django.db.models import F, Q, QuerySet
 
 from binaries.models import BinaryEvent
 from binaries.serializers import iso
 from peridio_console.accounts.models import AuditEvent, Organization
 from peridio_console.core.errors import InvalidInput
+from peridio_console.core.pagination import bad_page, read_cursor, sign_cursor
 from peridio_console.core.prn import MalformedPRN, format_prn, parse_prn
 
 BINARY_EVENT, AUDIT_EVENT = 0, 1
-_SIGNER = signing.Signer(salt="binaries.timeline", sep=".")
+TIMELINE = "audit_events"  # the list its cursors belong to
 
 
 @dataclass(frozen=True)
@@ -137,15 +137,11 @@ def entry(kind: int, event: Any) -> dict[str, Any]:
 
 
 def _decode(page: str) -> tuple[str, tuple[datetime, int, int]]:
+    data = read_cursor(page, TIMELINE)
     try:
-        data = _SIGNER.unsign_object(page)
         return data["o"], (datetime.fromisoformat(data["t"]), int(data["k"]), int(data["i"]))
-    except (signing.BadSignature, KeyError, TypeError, ValueError):
-        raise InvalidInput(
-            "page must be a next_page value returned by this list; this one was altered.",
-            field="page",
-            code="invalid_page",
-        ) from None
+    except (KeyError, TypeError, ValueError):
+        raise bad_page("this one is not a cursor.") from None
 
 
 def page(
@@ -176,7 +172,7 @@ def page(
     next_page = None
     if len(rows) > limit and shown:
         at, kind, pk, _ = shown[-1]
-        next_page = _SIGNER.sign_object({"o": order, "t": at.isoformat(), "k": kind, "i": pk})
+        next_page = sign_cursor(TIMELINE, {"o": order, "t": at.isoformat(), "k": kind, "i": pk})
     return [entry(kind, event) for _, kind, _, event in shown], next_page
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
-from binaries import lifecycle, storage
+from binaries import content, lifecycle, storage
 from binaries.models import (
     MAX_PART_INDEX,
     MAX_PART_SIZE,
@@ -297,8 +296,9 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(spans)
 
 
-def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
-    """Check parts 1..N, complete the upload in the store, and move to hashable."""
+def complete(binary: Binary) -> list[BinaryPart]:
+    """Check parts 1..N and complete the upload in the store (object-store I/O: call it
+    outside any transaction). Returns the parts; the caller makes the move."""
     binary.refresh_from_db()
     if binary.state != State.UPLOADABLE:
         raise lifecycle.TransitionRefused(
@@ -309,7 +309,7 @@ def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
         problem = _completion_problems(binary, parts)
         if problem:
             raise Conflict(problem, code="upload_incomplete")
-        storage.get().complete(binary, parts)  # object-store I/O: before the transaction
+        storage.get().complete(binary, parts)
     except (storage.StorageError, Conflict):
         # A concurrent request may have completed the upload meanwhile (its parts are then
         # gone, and S3 knows its id no more): say so, not "incomplete" or "store refused".
@@ -319,30 +319,7 @@ def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
                 binary.state, State.HASHABLE, lifecycle.allowed_client_moves(binary.state)
             ) from None
         raise
-    from binaries import tasks  # tasks import services; import late to avoid a cycle
-
-    return lifecycle.transition(
-        binary,
-        to=State.HASHABLE,
-        actor=actor,
-        reason=reason,
-        only_from={State.UPLOADABLE},
-        set_fields={"upload_id": None, "last_error": ""},
-        details={"parts": len(parts), "size": binary.size},
-        after_commit=lambda: tasks.enqueue_verification(binary.pk),
-    )
-
-
-def _discard_content(binary: Binary) -> None:
-    try:
-        storage.get().delete(binary)
-    except storage.StorageError:
-        # The store is away: a task retries until it is back (nothing else would: the parts
-        # and the upload id are gone from the row, so no janitor finds the object later).
-        log.exception("Could not delete the content of %s; a task will retry", binary.prn)
-        from binaries import tasks  # tasks import services; import late to avoid a cycle
-
-        tasks.enqueue_discard_reset(binary.pk, binary.upload_id)
+    return parts
 
 
 def reset(
@@ -373,29 +350,10 @@ def reset(
                 "upload_id": None,
             },
             details={"error": last_error} if last_error else None,
-            after_commit=lambda: _discard_content(snapshot),
+            after_commit=lambda: content.discard_now_or_later(snapshot),
         )
         BinaryPart.objects.filter(binary=binary).delete()
     return moved
-
-
-def destroy(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
-    """Content deleted after commit (retried until gone); the record, its signatures and
-    events stay for ever."""
-    from binaries import tasks  # tasks import services; import late to avoid a cycle
-
-    return lifecycle.transition(
-        binary,
-        to=State.DESTROYED,
-        actor=actor,
-        reason=reason,
-        only_from=lifecycle.CLIENT_MOVES[State.DESTROYED],
-        after_commit=lambda: tasks.enqueue_discard(binary.pk),
-    )
-
-
-def parts_total(binary: Binary) -> int:
-    return binary.parts.aggregate(total=Sum("size"))["total"] or 0
 
 
 def discard_upload(

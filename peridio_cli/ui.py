@@ -20,10 +20,6 @@ def set_verbose(on: bool) -> None:
     _verbose = on
 
 
-def is_verbose() -> bool:
-    return _verbose
-
-
 def _stderr() -> TextIO:
     return sys.stderr
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa,
 from django.db import DEFAULT_DB_ALIAS
 from django.test import TestCase
 
-from binaries import uploads
+from binaries import moves
 from binaries.models import Binary, BinarySignature, SigningKey, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import AuditEvent
@@ -184,7 +184,7 @@ def signable_binary(
     binary = new_binary(version, actor, data, target=target)
     upload_all(client, binary, data)
     with on_commit():
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     return binary

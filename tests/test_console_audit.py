@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from binaries import services, timeline
+from binaries import moves, timeline
 from binaries.models import BinaryEvent
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import AuditEvent
@@ -32,7 +32,7 @@ def admin(admin_membership):
 @pytest.fixture
 def destroyed(version, engineer_membership):
     binary = verified_binary("signable", version, target="arm-linux-gnueabihf")
-    services.binary_request_state(
+    moves.request_state(
         binary=binary,
         to="destroyed",
         actor=Actor.for_user(engineer_membership.user),

@@ -3,7 +3,7 @@ signatures and events stay for ever, and nothing can be downloaded from it again
 
 import pytest
 
-from binaries import janitor, storage, tasks
+from binaries import content, janitor, storage
 from binaries.models import Binary, BinaryEvent, BinarySignature, State
 from tests.api_helpers import error_of
 from tests.signing_helpers import on_commit, signable_binary, signed_binary
@@ -258,7 +258,7 @@ def test_it_stops_retrying_a_deletion_and_leaves_it_to_the_janitor(
 
     assert destroy(engineer_api, binary).status_code == 204
 
-    assert len(calls) == tasks.discard_content.max_retries + 1
+    assert len(calls) == content.discard_content.max_retries + 1
     binary.refresh_from_db()
     assert binary.content_deleted_at is None
     later = binary.updated_at + __import__("datetime").timedelta(minutes=11)
@@ -271,7 +271,7 @@ def test_it_leaves_content_deletion_unconfirmed_while_the_store_fails(
     """When every try fails the record says so (content_deleted_at stays empty) and the janitor
     finds it later; the content is then deleted."""
     binary = signed_binary(client, engineer_api, version, actor, random_bytes(2000))
-    monkeypatch.setattr("binaries.tasks.enqueue_discard", lambda binary_id: None)  # broker down
+    monkeypatch.setattr("binaries.content.enqueue_discard", lambda binary_id: None)  # broker down
 
     destroy(engineer_api, binary)
 
@@ -282,7 +282,7 @@ def test_it_leaves_content_deletion_unconfirmed_while_the_store_fails(
     later = binary.updated_at + __import__("datetime").timedelta(minutes=11)
     assert janitor.destroyed_with_content(now=later) == [binary.pk]
 
-    assert janitor.discard_destroyed_content(binary.pk) is True
+    assert content.delete_destroyed(binary.pk) is True
 
     binary.refresh_from_db()
     assert binary.content_deleted_at is not None

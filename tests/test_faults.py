@@ -22,7 +22,7 @@ import pytest
 from botocore.config import Config
 from django.db import OperationalError, connection
 
-from binaries import storage, tasks, uploads
+from binaries import moves, storage, tasks, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, PartState, State
 from tests.server_helpers import FlakyProxy, PrivateRedis, free_port
 from tests.test_hashing_worker import (  # noqa: F401  (the fixture and its helper)
@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slow]
 BUCKET = "h9-faults"
 
 
-def moves(binary: Binary) -> list[tuple[str, str]]:
+def recorded_moves(binary: Binary) -> list[tuple[str, str]]:
     return [(e.from_state, e.to_state) for e in BinaryEvent.objects.filter(binary=binary)]
 
 
@@ -178,7 +178,7 @@ def test_it_survives_the_store_stopping_during_a_part_upload(
     response = engineer_api.patch(f"/binaries/{binary.prn}", {"state": "hashable"})
     assert_unavailable(response, "list the uploaded parts")
     assert state_of(binary) == State.UPLOADABLE
-    assert moves(binary) == [("", "uploadable")]
+    assert recorded_moves(binary) == [("", "uploadable")]
 
     # Back again: the client resumes (part 1 again, then part 2) and the binary finishes.
     flaky_s3.proxy.restore()
@@ -213,7 +213,7 @@ def test_it_survives_the_store_stopping_during_completion(
     response = engineer_api.patch(f"/binaries/{binary.prn}", {"state": "hashable"})
     assert_unavailable(response, "complete the upload")
     assert state_of(binary) == State.UPLOADABLE
-    assert moves(binary) == [("", "uploadable")]
+    assert recorded_moves(binary) == [("", "uploadable")]
     assert [p.state for p in BinaryPart.objects.filter(binary=binary)] == [PartState.VALID] * 2
 
     monkeypatch.setattr(storage.S3Storage, "_call", call)
@@ -222,7 +222,7 @@ def test_it_survives_the_store_stopping_during_completion(
     assert response.status_code == 200, response.content
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
-    assert moves(binary) == [
+    assert recorded_moves(binary) == [
         ("", "uploadable"),
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
@@ -249,7 +249,7 @@ def test_it_retries_verification_when_the_store_stops_during_hashing(
     flaky_s3.proxy.rate = 4 * MiB  # reading 16 MiB takes ~4 s: time to pull the plug
     read_before = flaky_s3.proxy.bytes_down
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     running.wait_for(
         lambda: flaky_s3.proxy.bytes_down - read_before > 5 * MiB, 60, "the read under way"
     )
@@ -266,7 +266,7 @@ def test_it_retries_verification_when_the_store_stops_during_hashing(
     binary.refresh_from_db()
     assert binary.verified_hash == sha256(data)
     assert binary.bytes_hashed == len(data)
-    assert moves(binary) == [
+    assert recorded_moves(binary) == [
         ("", "uploadable"),
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
@@ -287,7 +287,7 @@ def test_it_deletes_the_content_of_a_binary_reset_while_the_store_was_away(
     binary = new_binary(version, actor, data)
     declared = declare(binary, 1, data)
     assert put_http(declared.upload_url, data, declared.part.hash).status_code == 200
-    uploads.mark_hashable(binary=binary, actor=actor)  # verified eagerly
+    moves.mark_hashable(binary=binary, actor=actor)  # verified eagerly
     assert state_of(binary) == State.SIGNABLE
     assert flaky_s3.listing() == [storage.get().key(binary)]
     running: Workers = request.getfixturevalue("workers")  # content deletion is retried there
@@ -350,10 +350,10 @@ def test_it_loses_no_verification_when_redis_stops_and_restarts(
         upload_all(client, binary, contents[name])
 
     # A: queued while no worker runs; then Redis stops (and, keeping nothing, loses it).
-    uploads.mark_hashable(binary=binaries["a"], actor=actor)
+    moves.mark_hashable(binary=binaries["a"], actor=actor)
     private_redis.stop()
     # B: marked hashable while Redis is down: the request succeeds, the enqueue does not.
-    uploads.mark_hashable(binary=binaries["b"], actor=actor)
+    moves.mark_hashable(binary=binaries["b"], actor=actor)
     assert state_of(binaries["b"]) == State.HASHABLE
     private_redis.start()
     _forget_publishing_pools()
@@ -373,10 +373,10 @@ def test_it_loses_no_verification_when_redis_stops_and_restarts(
     time.sleep(1)
     private_redis.start()
     _forget_publishing_pools()
-    uploads.mark_hashable(binary=binaries["c"], actor=actor)
+    moves.mark_hashable(binary=binaries["c"], actor=actor)
     running.wait_for(lambda: state_of(binaries["c"]) == State.SIGNABLE, 90, "c signable")
     for name in "abc":
-        events = moves(binaries[name])
+        events = recorded_moves(binaries[name])
         assert events.count(("hashable", "hashing")) == 1, events
         assert events[-1] == ("hashing", "signable")
 
@@ -466,7 +466,7 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_an_upload(
     # The client sends the part again: it is valid, and the binary completes.
     response = client.put(path, data=data, content_type="application/octet-stream")
     assert response.status_code == 200
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     assert state_of(binary) == State.SIGNABLE
 
 
@@ -474,7 +474,7 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_an_upload(
 def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_write(
     client, engineer_membership, version, actor, settings, tmp_path
 ):
-    from binaries import lifecycle
+    from binaries import lifecycle, moves
 
     settings.STORAGE_BACKEND = "filesystem"
     settings.BINARIES_ROOT = tmp_path / "binaries"
@@ -486,9 +486,9 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_
         data=data,
         content_type="application/octet-stream",
     )
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     assert state_of(binary) == State.SIGNABLE
-    events_before = moves(binary)
+    events_before = recorded_moves(binary)
     client.force_login(engineer_membership.user)
 
     # The drop comes after the state changed and before its event is written: all or nothing.
@@ -501,7 +501,7 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_
     assert b"The database is unreachable right now; nothing was changed." in response.content
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
-    assert moves(binary) == events_before
+    assert recorded_moves(binary) == events_before
     assert BinaryPart.objects.filter(binary=binary).count() == 1
     assert storage.get().exists(binary)  # the content was not deleted either
     # The page works again once the database is back.

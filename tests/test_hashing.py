@@ -10,13 +10,13 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from binaries import hashing, lifecycle, services, storage, tasks, uploads
+from binaries import hashing, lifecycle, moves, services, storage, tasks
 from binaries.models import Binary, BinaryEvent, State
 from tests.factories import binary_in_state
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
 
 
-def moves(binary: Binary) -> list[tuple[str, str]]:
+def recorded_moves(binary: Binary) -> list[tuple[str, str]]:
     return [(e.from_state, e.to_state) for e in BinaryEvent.objects.filter(binary=binary)]
 
 
@@ -56,7 +56,7 @@ def test_matching_content_becomes_signable_with_its_verified_hash(client, backen
     data = random_bytes(11 * MiB + 17)
     binary = uploaded(client, version, actor, data)
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
 
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
@@ -64,7 +64,7 @@ def test_matching_content_becomes_signable_with_its_verified_hash(client, backen
     assert binary.bytes_hashed == len(data)
     assert binary.hashing_heartbeat_at is None
     assert binary.last_error == ""
-    assert moves(binary) == [
+    assert recorded_moves(binary) == [
         ("", "uploadable"),
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
@@ -83,7 +83,7 @@ def test_a_hash_mismatch_resets_to_uploadable_and_deletes_everything(
     declared = random_bytes(len(data))  # same size, other bytes
     binary = uploaded(client, version, actor, data, declared=declared)
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
 
     binary.refresh_from_db()
     expected = (
@@ -97,7 +97,7 @@ def test_a_hash_mismatch_resets_to_uploadable_and_deletes_everything(
     assert binary.bytes_hashed == 0
     assert binary.parts.count() == 0
     assert backend.listing() == []
-    assert moves(binary)[-2:] == [("hashable", "hashing"), ("hashing", "uploadable")]
+    assert recorded_moves(binary)[-2:] == [("hashable", "hashing"), ("hashing", "uploadable")]
     failed = BinaryEvent.objects.filter(binary=binary).last()
     assert failed.actor_label == "system: verifier"
     assert failed.reason == expected
@@ -110,7 +110,7 @@ def test_a_size_mismatch_resets_to_uploadable_and_deletes_everything(
 ):
     data = random_bytes(5 * MiB + 3)
     binary = uploaded(client, version, actor, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     assert no_enqueue == [binary.pk]
     stored = data + b"tail"
     corrupt(backend, binary, stored)
@@ -125,7 +125,7 @@ def test_a_size_mismatch_resets_to_uploadable_and_deletes_everything(
     )
     assert binary.parts.count() == 0
     assert backend.listing() == []
-    assert moves(binary)[-1] == ("hashing", "uploadable")
+    assert recorded_moves(binary)[-1] == ("hashing", "uploadable")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -134,7 +134,7 @@ def test_missing_content_resets_to_uploadable_with_a_clear_error(
 ):
     data = random_bytes(1000)
     binary = uploaded(client, version, actor, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     backend.delete(fresh(binary))
 
     assert hashing.verify(binary.pk) == "mismatch"
@@ -151,7 +151,7 @@ def test_a_reset_seen_by_a_progress_write_stops_the_run_without_touching_the_row
 ):
     data = random_bytes(9 * MiB)  # three 4 MiB reads
     binary = uploaded(client, version, actor, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     monkeypatch.setattr(hashing, "PROGRESS_EVERY", 0)  # a progress write after every read
     real_read_chunks = storage.read_chunks
     progress_seen: list[int] = []
@@ -162,7 +162,7 @@ def test_a_reset_seen_by_a_progress_write_stops_the_run_without_touching_the_row
         assert len(chunks) >= 2
         yield chunks[0]
         progress_seen.append(fresh(binary).bytes_hashed)  # the first progress write landed
-        services.binary_request_state(binary=fresh(binary), to="uploadable", actor=actor)
+        moves.request_state(binary=fresh(binary), to="uploadable", actor=actor)
         yield from chunks[1:]
 
     monkeypatch.setattr(storage, "read_chunks", read_then_reset)
@@ -189,12 +189,12 @@ def test_a_reset_between_claim_and_finish_stops_the_run_without_touching_the_row
 ):
     data = random_bytes(1 * MiB)
     binary = uploaded(client, version, actor, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     real_hash_stream = hashing._hash_stream
 
     def hash_then_reset(target, on_progress, budget=None):
         result = real_hash_stream(target, on_progress, budget)
-        services.binary_request_state(binary=fresh(target), to="uploadable", actor=actor)
+        moves.request_state(binary=fresh(target), to="uploadable", actor=actor)
         return result
 
     monkeypatch.setattr(hashing, "_hash_stream", hash_then_reset)
@@ -205,7 +205,7 @@ def test_a_reset_between_claim_and_finish_stops_the_run_without_touching_the_row
     assert binary.state == State.UPLOADABLE
     assert binary.verified_hash is None
     assert binary.last_error == ""
-    assert moves(binary)[-2:] == [("hashable", "hashing"), ("hashing", "uploadable")]
+    assert recorded_moves(binary)[-2:] == [("hashable", "hashing"), ("hashing", "uploadable")]
     assert BinaryEvent.objects.filter(binary=binary, actor_label="system: verifier").count() == 1
 
 
@@ -218,7 +218,7 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
     first = random_bytes(1 * MiB)
     second = random_bytes(2 * MiB)
     binary = uploaded(client, version, actor, first)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     real_hash_stream = hashing._hash_stream
     replaced: list[bool] = []
 
@@ -226,10 +226,10 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
         result = real_hash_stream(target, on_progress, budget)
         if not replaced:
             replaced.append(True)
-            services.binary_request_state(binary=fresh(target), to="uploadable", actor=actor)
+            moves.request_state(binary=fresh(target), to="uploadable", actor=actor)
             services.binary_update(binary=fresh(target), hash=sha256(second), size=len(second))
             upload_all(client, fresh(target), second)
-            uploads.mark_hashable(binary=fresh(target), actor=actor)
+            moves.mark_hashable(binary=fresh(target), actor=actor)
             assert hashing.verify(target.pk) == "signable"  # the new run
         return result
 
@@ -241,8 +241,8 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
     assert binary.state == State.SIGNABLE
     assert binary.verified_hash == sha256(second)
     assert binary.last_error == ""
-    assert moves(binary).count(("hashing", "signable")) == 1
-    assert moves(binary).count(("hashing", "uploadable")) == 1  # the client's reset only
+    assert recorded_moves(binary).count(("hashing", "signable")) == 1
+    assert recorded_moves(binary).count(("hashing", "uploadable")) == 1  # the client's reset only
 
 
 @pytest.fixture
@@ -269,13 +269,13 @@ def test_a_transient_storage_failure_is_retried_and_ends_signable(
 
     monkeypatch.setattr(backend, "open", open_fails_once)
 
-    uploads.mark_hashable(binary=binary, actor=actor)  # the task runs (and retries) eagerly
+    moves.mark_hashable(binary=binary, actor=actor)  # the task runs (and retries) eagerly
 
     binary.refresh_from_db()
     assert opened == [binary.pk, binary.pk]
     assert binary.state == State.SIGNABLE
     assert binary.verified_hash == sha256(data)
-    assert moves(binary)[1:] == [
+    assert recorded_moves(binary)[1:] == [
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
         ("hashing", "signable"),
@@ -288,7 +288,7 @@ def test_a_storage_failure_that_outlasts_the_retries_is_left_to_the_sweeper(
 ):
     data = random_bytes(1000)
     binary = uploaded(client, version, actor, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     attempts: list[int] = []
 
     def open_always_fails(target):
@@ -311,7 +311,7 @@ def test_a_storage_failure_that_outlasts_the_retries_is_left_to_the_sweeper(
     assert hashing.sweep(now=later) == [binary.pk]
     monkeypatch.undo()
     assert hashing.verify(binary.pk) == "signable"
-    assert moves(binary).count(("hashable", "hashing")) == 1
+    assert recorded_moves(binary).count(("hashable", "hashing")) == 1
 
 
 # --- Clients asking for hashing --------------------------------------------------------------
@@ -321,14 +321,14 @@ def test_a_storage_failure_that_outlasts_the_retries_is_left_to_the_sweeper(
 @pytest.mark.parametrize("state", [State.HASHABLE, State.HASHING])
 def test_a_client_asking_for_hashing_while_hashable_or_hashing_is_a_no_op(state, actor):
     binary = binary_in_state(state)
-    before = moves(binary)
+    before = recorded_moves(binary)
 
-    result = services.binary_request_state(binary=binary, to="hashing", actor=actor)
+    result = moves.request_state(binary=binary, to="hashing", actor=actor)
 
     assert result.state == state
     binary.refresh_from_db()
     assert binary.state == state
-    assert moves(binary) == before
+    assert recorded_moves(binary) == before
 
 
 @pytest.mark.django_db
@@ -336,7 +336,7 @@ def test_a_client_asking_for_hashing_while_hashable_or_hashing_is_a_no_op(state,
 def test_a_client_asking_for_hashing_from_elsewhere_is_refused(state, actor):
     binary = binary_in_state(state)
     with pytest.raises(lifecycle.TransitionRefused, match=f"The binary is {state}"):
-        services.binary_request_state(binary=binary, to="hashing", actor=actor)
+        moves.request_state(binary=binary, to="hashing", actor=actor)
     binary.refresh_from_db()
     assert binary.state == state
 
@@ -367,7 +367,7 @@ def test_the_sweeper_requeues_a_stalled_run_which_then_finishes(
     data = random_bytes(6 * MiB)
     binary = uploaded(client, version, actor, data)
     monkeypatch.setattr(tasks, "enqueue_verification", lambda binary_id: None)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     monkeypatch.undo()
     claim_and_die(binary, seconds_ago=settings.HASHING_STALL_SECONDS + 5)
 
@@ -380,7 +380,7 @@ def test_the_sweeper_requeues_a_stalled_run_which_then_finishes(
     assert (event.from_state, event.to_state) == ("hashing", "hashing")
     assert event.details == {"requeued": True}
     assert "stalled" in event.reason
-    assert moves(binary)[1:] == [
+    assert recorded_moves(binary)[1:] == [
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
         ("hashing", "hashing"),
@@ -394,7 +394,7 @@ def test_each_requeue_of_a_stalled_run_is_exactly_one_event(
     client, backend, version, actor, no_enqueue
 ):
     binary = uploaded(client, version, actor, random_bytes(1000))
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     claim_and_die(binary, seconds_ago=settings.HASHING_STALL_SECONDS + 5)
     now = timezone.now()
 
@@ -414,7 +414,7 @@ def test_each_requeue_of_a_stalled_run_is_exactly_one_event(
 @pytest.mark.django_db(transaction=True)
 def test_the_sweeper_leaves_a_healthy_run_alone(client, backend, version, actor, no_enqueue):
     binary = uploaded(client, version, actor, random_bytes(1000))
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     claim_and_die(binary, seconds_ago=settings.HASHING_STALL_SECONDS + 5)
     Binary.objects.filter(pk=binary.pk).update(hashing_heartbeat_at=timezone.now())
 
@@ -431,7 +431,7 @@ def test_the_sweeper_queues_a_hashable_binary_that_was_never_queued(
     data = random_bytes(2 * MiB)
     binary = uploaded(client, version, actor, data)
     monkeypatch.setattr(tasks, "enqueue_verification", lambda binary_id: None)  # never queued
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     monkeypatch.undo()
     binary.refresh_from_db()
     assert binary.state == State.HASHABLE
@@ -457,7 +457,7 @@ def test_the_sweeper_requeues_a_hashable_binary_whose_task_was_lost(
         Binary.objects.filter(pk=binary_id).update(verification_queued_at=timezone.now())
 
     monkeypatch.setattr(tasks, "enqueue_verification", queued_but_lost)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.verification_queued_at is not None
     now = timezone.now()
@@ -471,7 +471,7 @@ def test_the_sweeper_requeues_a_hashable_binary_whose_task_was_lost(
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweepers_requeue_once(client, backend, version, actor, no_enqueue):
     binary = uploaded(client, version, actor, random_bytes(1000))
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     claim_and_die(binary, seconds_ago=settings.HASHING_STALL_SECONDS + 5)
     barrier = threading.Barrier(4)
     results: list[list[int]] = []

@@ -30,7 +30,7 @@ from django.utils import timezone
 from kombu import pools
 from kombu.utils.collections import eqhash
 
-from binaries import services, tasks, uploads
+from binaries import moves, services, tasks, uploads
 from binaries.models import Binary, BinaryEvent, PartState, State
 from binaries.storage import tokens
 from peridio_console.celery import app
@@ -260,7 +260,7 @@ def state_of(binary: Binary) -> str:
     return Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
 
 
-def moves(binary: Binary) -> list[tuple[str, str]]:
+def recorded_moves(binary: Binary) -> list[tuple[str, str]]:
     return [(e.from_state, e.to_state) for e in BinaryEvent.objects.filter(binary=binary)]
 
 
@@ -273,8 +273,8 @@ def test_a_worker_verifies_uploaded_binaries(client, backend, workers, version, 
     upload_all(client, bad, bad_data)
     workers.start()
 
-    uploads.mark_hashable(binary=good, actor=actor)  # queued on commit, to the real broker
-    uploads.mark_hashable(binary=bad, actor=actor)
+    moves.mark_hashable(binary=good, actor=actor)  # queued on commit, to the real broker
+    moves.mark_hashable(binary=bad, actor=actor)
 
     workers.wait_for(
         lambda: state_of(good) == State.SIGNABLE and state_of(bad) == State.UPLOADABLE,
@@ -285,7 +285,7 @@ def test_a_worker_verifies_uploaded_binaries(client, backend, workers, version, 
     bad.refresh_from_db()
     assert good.verified_hash == sha256(good_data)
     assert good.bytes_hashed == len(good_data)
-    assert moves(good)[1:] == [
+    assert recorded_moves(good)[1:] == [
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
         ("hashing", "signable"),
@@ -386,7 +386,7 @@ def test_a_worker_killed_mid_hash_is_taken_over_after_the_sweeper_requeues(
     throttle = Throttle(workers, first)
     throttle.start()
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
 
     # Once the run has written progress, kill -9 the whole worker mid-hash.
     deadline = time.monotonic() + VERIFY_TIMEOUT

@@ -21,7 +21,7 @@ from django.core import signing
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from binaries import downloads, uploads
+from binaries import downloads, moves
 from binaries.models import Binary, BinaryEvent, BinaryPart, BinarySignature, PartState
 from binaries.models import SigningKey as SigningKeyModel
 from binaries.storage import tokens
@@ -523,6 +523,6 @@ def test_it_binds_a_download_url_to_its_own_binary(client, backend, alpha, beta)
     response = client.get(f"/transfer/binaries/{part.upload_url.rsplit('/', 1)[1]}")
     assert response.status_code == 403
     # A's URL stops when A is destroyed; B's goes on.
-    uploads.destroy(binary=a, actor=actor, reason="isolation test")
+    moves.destroy(binary=a, actor=actor, reason="isolation test")
     assert client.get(f"/transfer/binaries/{token_a}").status_code == 410
     assert client.get(f"/transfer/binaries/{token_b}").getvalue() == beta.signed_data

@@ -2,7 +2,7 @@
 
 import pytest
 
-from binaries import lifecycle, services
+from binaries import lifecycle, moves
 from binaries.lifecycle import ALLOWED, CLIENT_MOVES, TransitionRefused
 from binaries.models import BinaryEvent, State
 from peridio_console.accounts.actors import Actor
@@ -202,7 +202,7 @@ def test_it_skips_after_commit_work_when_the_move_is_refused(actor):
 def test_it_lets_a_client_make_each_client_move(src, to, actor):
     binary = binary_in_state(src)
 
-    moved = services.binary_request_state(binary=binary, to=to, actor=actor, reason="asked")
+    moved = moves.request_state(binary=binary, to=to, actor=actor, reason="asked")
 
     assert moved.state == to
     binary.refresh_from_db()
@@ -221,7 +221,7 @@ def test_it_refuses_each_move_a_client_may_not_ask_for(src, to, actor):
     before = binary.events.count()
 
     with pytest.raises(TransitionRefused) as excinfo:
-        services.binary_request_state(binary=binary, to=to, actor=actor)
+        moves.request_state(binary=binary, to=to, actor=actor)
 
     binary.refresh_from_db()
     assert binary.state == src
@@ -238,7 +238,7 @@ def test_it_treats_asking_for_hashing_while_hashable_or_hashing_as_a_no_op(src, 
     binary = binary_in_state(src)
     before = binary.events.count()
 
-    result = services.binary_request_state(binary=binary, to="hashing", actor=actor)
+    result = moves.request_state(binary=binary, to="hashing", actor=actor)
 
     assert result.state == src
     binary.refresh_from_db()
@@ -252,7 +252,7 @@ def test_it_refuses_asking_for_hashing_from_other_states(src, actor):
     binary = binary_in_state(src)
 
     with pytest.raises(TransitionRefused, match=f"The binary is {src} and cannot move to hashing"):
-        services.binary_request_state(binary=binary, to="hashing", actor=actor)
+        moves.request_state(binary=binary, to="hashing", actor=actor)
 
     binary.refresh_from_db()
     assert binary.state == src
@@ -264,7 +264,7 @@ def test_it_refuses_a_state_that_does_not_exist(bogus, actor):
     binary = binary_in_state(State.UPLOADABLE)
 
     with pytest.raises(InvalidInput) as excinfo:
-        services.binary_request_state(binary=binary, to=bogus, actor=actor)
+        moves.request_state(binary=binary, to=bogus, actor=actor)
 
     assert excinfo.value.field == "state"
     assert excinfo.value.message == (
@@ -281,7 +281,7 @@ def test_it_refuses_hashable_before_anything_was_uploaded(actor):
     binary = binary_in_state(State.UPLOADABLE)
 
     with pytest.raises(Conflict):
-        services.binary_request_state(binary=binary, to=State.HASHABLE, actor=actor)
+        moves.request_state(binary=binary, to=State.HASHABLE, actor=actor)
 
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
@@ -297,7 +297,7 @@ def test_it_refuses_signed_without_a_signature(src, actor):
     before = binary.events.count()
 
     with pytest.raises(Conflict) as excinfo:
-        services.binary_request_state(binary=binary, to=State.SIGNED, actor=actor)
+        moves.request_state(binary=binary, to=State.SIGNED, actor=actor)
 
     assert excinfo.value.message.startswith(f"The binary is {src}")
     assert excinfo.value.status == 409
@@ -308,13 +308,13 @@ def test_it_refuses_signed_without_a_signature(src, actor):
 
 def test_it_resets_a_failed_upload_that_is_still_uploadable(actor, version, db):
     from binaries.models import BinaryPart
-    from binaries.services import binary_request_state
+    from binaries.moves import request_state
 
     binary = BinaryFactory(artifact_version=version, last_error="part 2 was corrupted")
     BinaryPart.objects.create(binary=binary, index=1, hash="b" * 64, size=10, token="t" * 32)
     before = binary.events.count()
 
-    result = binary_request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")
+    result = request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")
     binary.refresh_from_db()
     assert result.pk == binary.pk
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from binaries import hashing, lifecycle, storage, tasks, uploads
+from binaries import hashing, lifecycle, moves, storage, tasks
 from binaries.models import Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
@@ -16,7 +16,7 @@ from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_a
 def signed(client, version, actor, data: bytes, target: str = "arm-linux-gnueabihf") -> Binary:
     binary = new_binary(version, actor, data, target=target)
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)  # verified eagerly
+    moves.mark_hashable(binary=binary, actor=actor)  # verified eagerly
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
     lifecycle.transition(binary, to=State.SIGNED, actor=Actor.system("test signer"))
@@ -103,7 +103,7 @@ def test_missing_content_is_flagged(client, backend, version, actor):
 def test_a_binary_destroyed_while_scrubbed_is_not_flagged(client, backend, version, actor):
     binary = signed(client, version, actor, random_bytes(1000))
     stale = Binary.objects.select_related("organization").get(pk=binary.pk)  # what the scrub read
-    uploads.destroy(binary=binary, actor=actor, reason="retired")  # content deleted on purpose
+    moves.destroy(binary=binary, actor=actor, reason="retired")  # content deleted on purpose
 
     assert hashing.scrub_one(stale) == "skipped"
 
@@ -194,7 +194,7 @@ def test_verification_itself_is_not_throttled(client, backend, version, actor, m
     )
     binary = new_binary(version, actor, data := random_bytes(9 * MiB))
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
 

@@ -1,6 +1,6 @@
 import pytest
 
-from binaries import storage, uploads
+from binaries import moves, storage, uploads
 from binaries.models import PartState, State
 from tests.upload_helpers import (
     MiB,
@@ -27,7 +27,7 @@ def test_it_takes_parts_out_of_order_to_hashable(client, backend, version, actor
         declared = declare(binary, index, chunks[index - 1])
         assert put_bytes(client, declared, chunks[index - 1]) == 200
     assert [p.state for p in uploads.parts_refresh(binary)] == [PartState.VALID] * 3
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     # Tasks run eagerly in tests: verification followed the commit.
     assert binary.state == State.SIGNABLE
@@ -49,7 +49,7 @@ def test_it_refuses_hashable_with_a_missing_part(client, backend, version, actor
             put_bytes(client, declare(binary, index, chunks[index - 1]), chunks[index - 1]) == 200
         )
     with pytest.raises(uploads.Conflict, match="missing parts 2"):
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
     assert binary.events.count() == 1
@@ -60,7 +60,7 @@ def test_it_resets_and_leaves_nothing_behind(client, backend, version, actor):
     data = random_bytes(6 * MiB)
     binary = new_binary(version, actor, data)
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     assert backend.listing() != []
     uploads.reset(binary=binary, actor=actor, reason="try again")
     binary.refresh_from_db()

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from binaries import janitor, lifecycle, storage, tasks, uploads
+from binaries import janitor, lifecycle, moves, storage, tasks, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, State
 from peridio_console.accounts.actors import Actor
 from tests.upload_helpers import (
@@ -54,7 +54,7 @@ def test_it_resets_and_leaves_no_bytes_behind(client, backend, version, actor, s
     data = random_bytes(5 * MiB + 3)
     binary = new_binary(version, actor, data)
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     for step in {
         State.HASHABLE: [],
         State.HASHING: [State.HASHING],
@@ -75,7 +75,7 @@ def test_it_resets_and_leaves_no_bytes_behind(client, backend, version, actor, s
     # The same binary takes new content afterwards.
     upload_all(client, binary, data)
     monkeypatch.undo()
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
 
@@ -85,12 +85,12 @@ def test_it_destroys_the_content_and_keeps_the_record(client, backend, version, 
     data = random_bytes(5 * MiB + 3)
     binary = new_binary(version, actor, data)
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
     assert len(backend.listing()) == 1
 
-    uploads.destroy(binary=binary, actor=actor, reason="recalled")
+    moves.destroy(binary=binary, actor=actor, reason="recalled")
 
     binary.refresh_from_db()
     assert binary.state == State.DESTROYED
@@ -128,7 +128,7 @@ def test_it_cleans_an_abandoned_upload_to_the_last_byte(client, backend, version
     # A second run finds nothing; the client can still upload from scratch.
     assert janitor.clean_abandoned_uploads() == []
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -159,7 +159,7 @@ def test_it_leaves_live_uploads_and_finished_binaries_alone(client, backend, ver
     data = random_bytes(5 * MiB)
     finished = new_binary(version, actor, data, target="done")
     upload_all(client, finished, data)
-    uploads.mark_hashable(binary=finished, actor=actor)
+    moves.mark_hashable(binary=finished, actor=actor)
     age(finished)
     held = backend.listing()
 

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from binaries import lifecycle, services, storage, uploads
+from binaries import lifecycle, moves, services, storage, uploads
 from binaries.models import MAX_PART_SIZE, BinaryPart, PartState, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import Conflict, InvalidInput
@@ -60,7 +60,7 @@ def test_it_takes_parts_put_at_once_by_threads_in_shuffled_order(
         # Every lower part was declared before any byte arrived: all were written in place.
         assert [p.offset for p in parts] == [i * 5 * MiB for i in range(len(chunks))]
         assert [k.rsplit(".", 1)[1] for k in backend.listing()] == ["partial"]
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -78,7 +78,7 @@ def test_it_assembles_parts_sent_last_to_first(client, backend, version, actor):
     if backend.name == "filesystem":
         held = backend.listing()
         assert sum(".parts/" in k for k in held) == 3, held  # parts 2-4 waited in files
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -116,7 +116,7 @@ def test_it_replaces_a_part_that_is_put_again(client, backend, version, actor):
         assert BinaryPart.objects.get(pk=first.part.pk).state == PartState.UPLOADABLE
     assert put_bytes(client, second, chunks[0]) == 200
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -150,7 +150,7 @@ def test_it_asks_again_for_parts_moved_by_an_earlier_part_changing_size(
     for index, (start, end) in ((2, (6 * MiB, 11 * MiB)), (3, (11 * MiB, 15 * MiB))):
         chunk = data[start:end]
         assert put_bytes(client, declare(binary, index, chunk), chunk) == 200
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -162,7 +162,7 @@ def test_it_asks_again_for_parts_moved_by_an_earlier_part_changing_size(
 @pytest.mark.django_db(transaction=True)
 def test_it_takes_a_zero_byte_binary_without_parts(backend, version, actor):
     binary = new_binary(version, actor, b"")
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert binary.verified_hash == sha256(b"")
@@ -239,7 +239,7 @@ def test_it_refuses_hashable_when_a_short_part_turned_out_not_last(client, backe
     for index, chunk in layout.items():
         assert put_bytes(client, declare(binary, index, chunk), chunk) == 200
     with pytest.raises(Conflict, match=r"parts 2 are under 5 MiB but not last") as caught:
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
     assert caught.value.status == 409
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
@@ -494,7 +494,7 @@ def test_it_writes_nothing_for_an_upload_superseded_while_it_waited(
     check = backend.receive_part(binary, old, io.BytesIO(old_bytes), len(old_bytes), still_current)
 
     assert check.state == PartState.UPLOADABLE
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -518,12 +518,12 @@ def test_it_refuses_a_second_completion_that_lost_the_race_with_409(
 
     def first_client_wins(target):
         monkeypatch.setattr(uploads, "parts_refresh", real_refresh)
-        uploads.mark_hashable(binary=type(target).objects.get(pk=target.pk), actor=actor)
+        moves.mark_hashable(binary=type(target).objects.get(pk=target.pk), actor=actor)
         return real_refresh(target)
 
     monkeypatch.setattr(uploads, "parts_refresh", first_client_wins)
     with pytest.raises(lifecycle.TransitionRefused) as refused:
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
 
     assert refused.value.status == 409
     assert refused.value.current == State.SIGNABLE  # the winner's verification ran (eager)

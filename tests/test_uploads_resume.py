@@ -2,7 +2,7 @@
 
 import pytest
 
-from binaries import uploads
+from binaries import moves, uploads
 from binaries.models import Binary, PartState, State
 from tests.upload_helpers import (
     MiB,
@@ -65,7 +65,7 @@ def test_it_resumes_by_sending_only_the_missing_parts(backend, version, actor, l
         sent.append(index)
     assert to_send(binary, chunks) == []
 
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -86,7 +86,7 @@ def test_it_keeps_valid_parts_across_a_resume(client, backend, version, actor):
         assert (
             put_bytes(client, declare(binary, index, chunks[index - 1]), chunks[index - 1]) == 200
         )
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -117,7 +117,7 @@ def test_it_asks_again_for_parts_whose_bytes_went_missing(client, backend, versi
         assert (
             put_bytes(client, declare(binary, index, chunks[index - 1]), chunks[index - 1]) == 200
         )
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data
@@ -144,7 +144,7 @@ def test_it_resumes_with_the_same_url_after_a_broken_part(client, backend, versi
     assert to_send(binary, chunks) == [1]
     assert put_bytes(client, first, chunks[0]) == 200
     assert to_send(binary, chunks) == []
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE, binary.last_error
     assert read_back(binary) == data

@@ -10,7 +10,7 @@ from botocore.auth import S3SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from binaries import storage, uploads
+from binaries import moves, storage, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, PartState, State
 from peridio_console.core.errors import Conflict
 from tests.upload_helpers import (
@@ -325,7 +325,7 @@ def test_it_catches_a_corrupted_part_the_store_accepted_in_verification(
             f.write(bytes([first[0] ^ 1]))
     assert [p.state for p in uploads.parts_refresh(binary)] == [PartState.VALID] * 3
 
-    uploads.mark_hashable(binary=binary, actor=actor)  # verification runs eagerly in tests
+    moves.mark_hashable(binary=binary, actor=actor)  # verification runs eagerly in tests
 
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
@@ -339,15 +339,15 @@ def test_it_catches_a_corrupted_part_the_store_accepted_in_verification(
     assert binary.parts.count() == 0
     assert binary.upload_id is None
     assert backend.listing() == []
-    moves = [(e.from_state, e.to_state) for e in binary.events.all()]
-    assert moves[-3:] == [
+    history = [(e.from_state, e.to_state) for e in binary.events.all()]
+    assert history[-3:] == [
         ("uploadable", "hashable"),
         ("hashable", "hashing"),
         ("hashing", "uploadable"),
     ]
     # And the client can start over.
     upload_all(client, binary, data)
-    uploads.mark_hashable(binary=binary, actor=actor)
+    moves.mark_hashable(binary=binary, actor=actor)
     binary.refresh_from_db()
     assert binary.state == State.SIGNABLE
 
@@ -434,6 +434,6 @@ def test_it_refuses_hashable_with_a_missing_or_invalid_part(
     assert error["message"] == f"The upload is not complete: {expected}."
     assert snapshot(binary, backend) == before
     with pytest.raises(Conflict):
-        uploads.mark_hashable(binary=binary, actor=actor)
+        moves.mark_hashable(binary=binary, actor=actor)
     assert snapshot(binary, backend) == before
     assert storage.get().exists(binary) is False

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from binaries import selectors, serializers, services
+from binaries import moves, selectors, serializers, services
 from binaries.api.auth import api_context, writer
 from binaries.api.schemas import (
     ERRORS,
@@ -91,9 +91,8 @@ def destroy_binary(
     context = writer(request, "destroying binaries")
     binary = selectors.get_binary(context.organization, prn)
     why = payload.reason if payload is not None and payload.reason is not None else reason
-    services.binary_request_state(
+    moves.destroy(
         binary=binary,
-        to="destroyed",
         actor=context.actor,
         reason=services.clean_reason(why),
     )

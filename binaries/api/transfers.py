@@ -80,7 +80,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-class _stream:  # lowercase: called like the generator it replaced
+class RangeStream:
     """The bytes [start, start + length) of an open handle, read a buffer at a time.
 
     The response closes it when it is closed, so the file is closed even when the client goes
@@ -125,9 +125,9 @@ def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
     )
     if binary is None:
         return error(404, "not_found", "No such binary.")
-    problem = downloads.refusal(binary)
-    if problem is not None:
-        assert isinstance(problem, DomainError)
+    try:
+        downloads.require_downloadable(binary)
+    except DomainError as problem:
         return error(problem.status, problem.code, problem.message)
     if binary.verified_hash != payload["h"]:
         return error(410, "gone", "The content this URL was issued for is gone.")
@@ -154,7 +154,7 @@ def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
     else:
         start, end, status = 0, size - 1, 200
     length = max(0, end - start + 1)
-    body: Any = [] if request.method == "HEAD" else _stream(handle, start, length)
+    body: Any = [] if request.method == "HEAD" else RangeStream(handle, start, length)
     if request.method == "HEAD":
         handle.close()
     response = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")

@@ -9,10 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from binaries import (
-    selectors,
-    services,
-)
+from binaries import selectors, services
 from binaries.console.common import (
     HtmxHttpRequest,
     get_artifact_for_user,

@@ -10,10 +10,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from binaries import (
-    selectors,
-    timeline,
-)
+from binaries import selectors, timeline
 from binaries.console.common import (
     PAGE_SIZE,
     admin,

@@ -12,13 +12,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from binaries import (
-    downloads,
-    lifecycle,
-    serializers,
-    services,
-    signatures,
-)
+from binaries import downloads, lifecycle, moves, serializers, services, signatures
 from binaries.console.common import (
     HtmxHttpRequest,
     get_binary_for_user,
@@ -128,7 +122,12 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
     membership = membership_or_404(request)
     moves = lifecycle.allowed_client_moves(binary.state)
     can_write = role_allows(membership.role, Role.ENGINEER)
-    refusal = downloads.refusal(binary) if binary.state == State.SIGNED else None
+    refusal = ""
+    if binary.state == State.SIGNED:
+        try:
+            downloads.require_downloadable(binary)
+        except DomainError as refused:
+            refusal = refused.message
     context: dict[str, Any] = {
         **_progress(binary),
         "artifact": binary.artifact_version.artifact,
@@ -142,8 +141,8 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "can_destroy": can_write and State.DESTROYED in moves,
         # Signable -> signed is the move; a signed binary takes more (e.g. after a key revoke).
         "can_sign": can_write and binary.state in signatures.SIGNABLE_STATES,
-        "can_download": binary.state == State.SIGNED and refusal is None,
-        "download_refusal": refusal.args[0] if refusal else "",
+        "can_download": binary.state == State.SIGNED and not refusal,
+        "download_refusal": refusal,
         "chart": _download_chart(binary),
         "reset_form": ReasonForm(),
         "destroy_form": DestroyForm(target=binary.target),
@@ -191,9 +190,7 @@ def binary_reset(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"].strip() if form.is_valid() else ""
     try:
-        services.binary_request_state(
-            binary=binary, to=State.UPLOADABLE, actor=console_actor(request), reason=reason
-        )
+        moves.reset(binary=binary, actor=console_actor(request), reason=reason)
     except DomainError as exc:
         messages.error(request, exc.message)
     else:
@@ -210,9 +207,8 @@ def binary_destroy(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     if not form.is_valid():
         return _binary_page(request, binary, destroy_form=form)
     try:
-        services.binary_request_state(
+        moves.destroy(
             binary=binary,
-            to=State.DESTROYED,
             actor=console_actor(request),
             reason=form.cleaned_data["reason"],
         )

@@ -8,9 +8,7 @@ from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django_htmx.middleware import HtmxDetails
 
-from binaries import (
-    selectors,
-)
+from binaries import selectors
 from binaries.models import Artifact, ArtifactVersion, Binary, SigningKey
 from peridio_console.accounts.membership import membership_or_404, require_member_role
 from peridio_console.accounts.models import Membership, Role

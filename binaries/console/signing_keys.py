@@ -8,9 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from binaries import (
-    signatures,
-)
+from binaries import signatures
 from binaries.console.common import (
     admin,
     get_signing_key_for_user,

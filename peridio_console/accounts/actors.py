@@ -13,6 +13,14 @@ class Actor:
     api_key: ApiKey | None = None
     ip: str | None = None
 
+    def event_fields(self) -> dict[str, Any]:
+        """Who, as every event row records it (binary events and audit events alike)."""
+        return {
+            "actor_user": self.user,
+            "actor_api_key": self.api_key,
+            "actor_label": self.label[:160],
+        }
+
     def with_ip(self, ip: str | None) -> "Actor":
         return Actor(label=self.label, user=self.user, api_key=self.api_key, ip=ip)
 

@@ -17,9 +17,7 @@ def record(
 ) -> AuditEvent:
     return AuditEvent.objects.create(
         organization=organization,
-        actor_user=actor.user,
-        actor_api_key=actor.api_key,
-        actor_label=actor.label[:160],
+        **actor.event_fields(),
         action=action,
         object_prn=object_prn,
         details=details or {},

@@ -4,14 +4,14 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import ApiKey, Membership, Organization, Role, hash_secret
-from peridio_console.core.errors import Conflict, InvalidInput
+from peridio_console.core.errors import Conflict, InvalidInput, conflict_on_integrity_error
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -145,22 +145,21 @@ def membership_add(
             f"There is no user named {username!r}; they need an account before they can be added.",
             field="username",
         )
-    try:
-        with transaction.atomic():
-            membership = Membership.objects.create(user=user, organization=organization, role=role)
-            audit.record(
-                organization=organization,
-                actor=actor,
-                action="membership.added",
-                object_prn=organization.prn,
-                details={"user": user.get_username(), "role": role},
-            )
-    except IntegrityError:
-        raise Conflict(
+    with conflict_on_integrity_error(
+        Conflict(
             f"{user.get_username()} is already a member of {organization.name}.",
             field="username",
             code="already_exists",
-        ) from None
+        )
+    ):
+        membership = Membership.objects.create(user=user, organization=organization, role=role)
+        audit.record(
+            organization=organization,
+            actor=actor,
+            action="membership.added",
+            object_prn=organization.prn,
+            details={"user": user.get_username(), "role": role},
+        )
     return membership
 
 

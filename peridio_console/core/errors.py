@@ -3,9 +3,12 @@
 Also the one translation of a database failure into words a client can act on.
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core import exceptions as django_exceptions
+from django.db import IntegrityError, transaction
 
 
 class DomainError(Exception):
@@ -78,3 +81,15 @@ def database_trouble(exc: Exception) -> DatabaseTrouble:
         "The database is unreachable right now; nothing was changed. Try again in a moment.",
         "5",
     )
+
+
+@contextmanager
+def conflict_on_integrity_error(conflict: "Conflict | Callable[[], Conflict]") -> Iterator[None]:
+    """Run the block in its own transaction; a unique or protecting row it trips over (a
+    duplicate name, a row that arrived meanwhile) becomes `conflict`, or what `conflict()`
+    returns when the message needs a query made after the failure."""
+    try:
+        with transaction.atomic():
+            yield
+    except IntegrityError:
+        raise (conflict if isinstance(conflict, Conflict) else conflict()) from None

@@ -20,7 +20,7 @@ M = TypeVar("M", bound=Model)
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
 ORDERS = ("asc", "desc")
-_SIGNER = signing.Signer(salt="binaries.pagination", sep=".")
+_SIGNER = signing.Signer(salt="binaries.pagination", sep=".")  # the salt cursors were issued under
 
 
 @dataclass(frozen=True)
@@ -31,17 +31,7 @@ class Cursor:
     id: int
 
 
-def encode_cursor(cursor: Cursor) -> str:
-    payload = {
-        "l": cursor.list_name,
-        "o": cursor.order,
-        "t": cursor.created_at.isoformat(),
-        "i": cursor.id,
-    }
-    return _SIGNER.sign_object(payload)
-
-
-def _bad_page(detail: str) -> InvalidInput:
+def bad_page(detail: str) -> InvalidInput:
     return InvalidInput(
         f"page must be a next_page value returned by this list; {detail}",
         field="page",
@@ -49,23 +39,40 @@ def _bad_page(detail: str) -> InvalidInput:
     )
 
 
-def decode_cursor(raw: str, list_name: str) -> Cursor:
+def sign_cursor(list_name: str, values: dict[str, Any]) -> str:
+    """The one cursor codec: `values` and the list they belong to, signed."""
+    return _SIGNER.sign_object({"l": list_name, **values})
+
+
+def read_cursor(raw: str, list_name: str) -> dict[str, Any]:
+    """The values of a cursor this server signed for `list_name`; a 400 for any other."""
     try:
         payload = _SIGNER.unsign_object(raw)
     except (signing.BadSignature, ValueError, UnicodeError):
-        raise _bad_page("this one was altered or truncated.") from None
+        raise bad_page("this one was altered or truncated.") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("l"), str):
+        raise bad_page("this one is not a cursor.")
+    if payload["l"] != list_name:
+        raise bad_page(f"this one belongs to the {payload['l']} list.")
+    return payload
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    values = {"o": cursor.order, "t": cursor.created_at.isoformat(), "i": cursor.id}
+    return sign_cursor(cursor.list_name, values)
+
+
+def decode_cursor(raw: str, list_name: str) -> Cursor:
+    payload = read_cursor(raw, list_name)
     try:
-        cursor = Cursor(
-            list_name=str(payload["l"]),
+        return Cursor(
+            list_name=list_name,
             order=str(payload["o"]),
             created_at=datetime.fromisoformat(payload["t"]),
             id=int(payload["i"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise _bad_page("this one is not a cursor.") from None
-    if cursor.list_name != list_name:
-        raise _bad_page(f"this one belongs to the {cursor.list_name} list.")
-    return cursor
+        raise bad_page("this one is not a cursor.") from None
 
 
 def _after(cursor: Cursor) -> Q:
@@ -84,7 +91,7 @@ def resolve_order(order: str | None, cursor: Cursor | None) -> str:
     if cursor is None:
         return order or "asc"
     if order is not None and order != cursor.order:
-        raise _bad_page(f"it was issued for order={cursor.order}, not order={order}.")
+        raise bad_page(f"it was issued for order={cursor.order}, not order={order}.")
     return cursor.order
 
 
