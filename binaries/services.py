@@ -1,6 +1,7 @@
 """Writes. Each service validates, changes rows in one short transaction, and leaves slow
 work (storage, task enqueues) to run after commit."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.utils import timezone
@@ -20,6 +21,18 @@ from peridio_console.accounts.models import Organization
 from peridio_console.core.errors import Conflict, InvalidInput, conflict_on_integrity_error
 
 UNSET: Any = object()
+CLEANERS: dict[str, Callable[[Any], Any]] = {
+    "name": clean_name,
+    "description": clean_description,
+    "custom_metadata": clean_custom_metadata,
+    "hash": lambda value: None if value is None else clean_hash(value),
+    "size": lambda value: None if value is None else clean_size(value),
+}
+
+
+def _cleaned(**given: Any) -> dict[str, Any]:
+    """The fields a change names (UNSET ones left out), each through its cleaner."""
+    return {field: CLEANERS[field](value) for field, value in given.items() if value is not UNSET}
 
 
 def artifact_create(
@@ -112,16 +125,8 @@ def binary_update(
     size: Any = UNSET,
 ) -> Binary:
     """Change a binary's descriptive fields; hash and size only while it is uploadable."""
-    fields: dict[str, Any] = {}
-    if description is not UNSET:
-        fields["description"] = clean_description(description)
-    if custom_metadata is not UNSET:
-        fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
-    content: dict[str, Any] = {}
-    if hash is not UNSET:
-        content["hash"] = None if hash is None else clean_hash(hash)
-    if size is not UNSET:
-        content["size"] = None if size is None else clean_size(size)
+    fields = _cleaned(description=description, custom_metadata=custom_metadata)
+    content = _cleaned(hash=hash, size=size)
     if not fields and not content:
         return binary
     query = Binary.objects.filter(pk=binary.pk)
@@ -159,17 +164,11 @@ def clean_reason(value: Any) -> str:
 def artifact_update(
     *, artifact: Artifact, name: Any = UNSET, description: Any = UNSET, custom_metadata: Any = UNSET
 ) -> Artifact:
-    fields: dict[str, Any] = {}
-    if name is not UNSET:
-        fields["name"] = clean_name(name)
-    if description is not UNSET:
-        fields["description"] = clean_description(description)
-    if custom_metadata is not UNSET:
-        fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
+    fields = _cleaned(name=name, description=description, custom_metadata=custom_metadata)
     if not fields:
         return artifact
     with conflict_on_integrity_error(
-        Conflict(
+        lambda: Conflict(
             f"An artifact named {fields['name']!r} already exists in this organization.",
             field="name",
             code="already_exists",
@@ -183,11 +182,7 @@ def artifact_update(
 def artifact_version_update(
     *, artifact_version: ArtifactVersion, description: Any = UNSET, custom_metadata: Any = UNSET
 ) -> ArtifactVersion:
-    fields: dict[str, Any] = {}
-    if description is not UNSET:
-        fields["description"] = clean_description(description)
-    if custom_metadata is not UNSET:
-        fields["custom_metadata"] = clean_custom_metadata(custom_metadata)
+    fields = _cleaned(description=description, custom_metadata=custom_metadata)
     if fields:
         ArtifactVersion.objects.filter(pk=artifact_version.pk).update(
             updated_at=timezone.now(), **fields

@@ -3,7 +3,6 @@
 import json
 from uuid import UUID
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -26,7 +25,7 @@ from binaries.console.forms import (
 from binaries.models import Artifact, Binary
 from peridio_console.accounts.membership import current_membership, membership_or_404
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import add_domain_error
+from peridio_console.core.forms import add_domain_error, submit
 
 
 @require_GET
@@ -64,16 +63,14 @@ def artifact_list(request: HttpRequest) -> HttpResponse:
 def artifact_create(request: HttpRequest) -> HttpResponse:
     membership = writer(request, "creating artifacts")
     form = ArtifactForm(request.POST)
-    if form.is_valid():
-        try:
-            artifact = services.artifact_create(
-                organization=membership.organization, **form.cleaned_data
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-        else:
-            messages.success(request, f"Artifact {artifact.name} created.")
-            return redirect("console:artifact_detail", artifact.uuid)
+    artifact = submit(
+        request,
+        form,
+        lambda data: services.artifact_create(organization=membership.organization, **data),
+        lambda artifact: f"Artifact {artifact.name} created.",
+    )
+    if artifact is not None:
+        return redirect("console:artifact_detail", artifact.uuid)
     return _render_artifacts(request, form)
 
 
@@ -106,14 +103,14 @@ def artifact_version_create(request: HttpRequest, artifact_id: UUID) -> HttpResp
     writer(request, "creating artifact versions")
     artifact = get_artifact_for_user(request, artifact_id)
     form = ArtifactVersionForm(request.POST)
-    if form.is_valid():
-        try:
-            version = services.artifact_version_create(artifact=artifact, **form.cleaned_data)
-        except DomainError as exc:
-            add_domain_error(form, exc)
-        else:
-            messages.success(request, f"Version {version.version} created.")
-            return redirect("console:version_detail", version.uuid)
+    version = submit(
+        request,
+        form,
+        lambda data: services.artifact_version_create(artifact=artifact, **data),
+        lambda version: f"Version {version.version} created.",
+    )
+    if version is not None:
+        return redirect("console:version_detail", version.uuid)
     return _render_artifact(request, artifact, form)
 
 

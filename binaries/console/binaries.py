@@ -30,7 +30,7 @@ from binaries.validation import STANDARD_TARGETS
 from peridio_console.accounts.membership import console_actor, membership_or_404
 from peridio_console.accounts.models import Role, role_allows
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import add_domain_error
+from peridio_console.core.forms import act, add_domain_error, submit
 
 POLLING_STATES = (State.HASHABLE, State.HASHING)
 
@@ -59,20 +59,19 @@ def binary_create(request: HttpRequest, version_id: UUID) -> HttpResponse:
     writer(request, "creating binaries")
     version = get_version_for_user(request, version_id)
     form = BinaryForm(request.POST)
-    if form.is_valid():
-        try:
-            binary = services.binary_create(
-                artifact_version=version, actor=console_actor(request), **form.cleaned_data
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-        else:
-            messages.success(
-                request,
-                f"Binary {binary.target} created. Upload its content with the uploader or "
-                "`peridio binaries upload`.",
-            )
-            return redirect("console:binary_detail", binary.uuid)
+    binary = submit(
+        request,
+        form,
+        lambda data: services.binary_create(
+            artifact_version=version, actor=console_actor(request), **data
+        ),
+        lambda binary: (
+            f"Binary {binary.target} created. Upload its content with the uploader "
+            "or `peridio binaries upload`."
+        ),
+    )
+    if binary is not None:
+        return redirect("console:binary_detail", binary.uuid)
     return _render_create(request, version, form)
 
 
@@ -189,12 +188,11 @@ def binary_reset(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     binary = get_binary_for_user(request, binary_id)
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"].strip() if form.is_valid() else ""
-    try:
-        moves.reset(binary=binary, actor=console_actor(request), reason=reason)
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "The binary is uploadable again; parts and content deleted.")
+    act(
+        request,
+        lambda: moves.reset(binary=binary, actor=console_actor(request), reason=reason),
+        "The binary is uploadable again; parts and content deleted.",
+    )
     return _back(binary)
 
 
@@ -206,16 +204,12 @@ def binary_destroy(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     form = DestroyForm(request.POST, target=binary.target)
     if not form.is_valid():
         return _binary_page(request, binary, destroy_form=form)
-    try:
-        moves.destroy(
-            binary=binary,
-            actor=console_actor(request),
-            reason=form.cleaned_data["reason"],
-        )
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "The binary was destroyed; its record and history are kept.")
+    reason = form.cleaned_data["reason"]
+    act(
+        request,
+        lambda: moves.destroy(binary=binary, actor=console_actor(request), reason=reason),
+        "The binary was destroyed; its record and history are kept.",
+    )
     return _back(binary)
 
 

@@ -19,8 +19,7 @@ from binaries.console.forms import (
 )
 from binaries.models import SigningKey
 from peridio_console.accounts.membership import console_actor, membership_or_404
-from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import add_domain_error
+from peridio_console.core.forms import submit
 
 
 def _render_signing_keys(request: HttpRequest, form: SigningKeyForm) -> HttpResponse:
@@ -40,19 +39,19 @@ def signing_key_list(request: HttpRequest) -> HttpResponse:
 def signing_key_create(request: HttpRequest) -> HttpResponse:
     membership = writer(request, "registering signing keys")
     form = SigningKeyForm(request.POST)
-    if form.is_valid():
-        try:
-            key = signatures.signing_key_create(
-                organization=membership.organization,
-                name=form.cleaned_data["name"],
-                value=form.cleaned_data["value"],
-                actor=console_actor(request),
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-        else:
-            messages.success(request, f"Signing key {key.name} ({key.algorithm}) registered.")
-            return redirect("console:signing_key_list")
+    key = submit(
+        request,
+        form,
+        lambda data: signatures.signing_key_create(
+            organization=membership.organization,
+            name=data["name"],
+            value=data["value"],
+            actor=console_actor(request),
+        ),
+        lambda key: f"Signing key {key.name} ({key.algorithm}) registered.",
+    )
+    if key is not None:
+        return redirect("console:signing_key_list")
     return _render_signing_keys(request, form)
 
 

@@ -16,7 +16,7 @@ from peridio_console.accounts.membership import (
 )
 from peridio_console.accounts.models import ApiKey, Membership, Role
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import add_domain_error
+from peridio_console.core.forms import act, add_domain_error, submit
 
 
 @require_POST
@@ -133,19 +133,19 @@ def member_add(request: HttpRequest) -> HttpResponse:
     membership = membership_or_404(request)
     require_member_role(membership, Role.ADMIN, "managing members")
     form = MemberAddForm(request.POST)
-    if form.is_valid():
-        try:
-            added = services.membership_add(
-                organization=membership.organization,
-                username=form.cleaned_data["username"],
-                role=form.cleaned_data["role"],
-                actor=console_actor(request),
-            )
-        except DomainError as exc:
-            add_domain_error(form, exc)
-        else:
-            messages.success(request, f"{added.user.get_username()} added as {added.role}.")
-            return redirect("console:member_list")
+    added = submit(
+        request,
+        form,
+        lambda data: services.membership_add(
+            organization=membership.organization,
+            username=data["username"],
+            role=data["role"],
+            actor=console_actor(request),
+        ),
+        lambda added: f"{added.user.get_username()} added as {added.role}.",
+    )
+    if added is not None:
+        return redirect("console:member_list")
     return _render_members(request, membership, form)
 
 
@@ -158,14 +158,14 @@ def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse
     if not form.is_valid():
         messages.error(request, f"Choose a role: {', '.join(Role.values)}.")
         return redirect("console:member_list")
-    try:
-        services.membership_change_role(
-            membership=member, role=form.cleaned_data["role"], actor=console_actor(request)
-        )
-    except DomainError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{member.user.get_username()} is now {member.role}.")
+    role = form.cleaned_data["role"]
+    act(
+        request,
+        lambda: services.membership_change_role(
+            membership=member, role=role, actor=console_actor(request)
+        ),
+        f"{member.user.get_username()} is now {role}.",
+    )
     return redirect("console:member_list")
 
 
@@ -174,12 +174,11 @@ def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     require_member_role(membership_or_404(request), Role.ADMIN, "managing members")
     member = _get_member_for_user(request, membership_id)
-    try:
-        services.membership_remove(membership=member, actor=console_actor(request))
-    except DomainError as exc:
-        messages.error(request, exc.message)
-        return redirect("console:member_list")
-    messages.success(request, f"{member.user.get_username()} was removed.")
-    if member.user_id == request.user.pk:
+    removed = act(
+        request,
+        lambda: services.membership_remove(membership=member, actor=console_actor(request)),
+        f"{member.user.get_username()} was removed.",
+    )
+    if removed and member.user_id == request.user.pk:
         return redirect("dashboard")
     return redirect("console:member_list")

@@ -1,8 +1,17 @@
-"""The one way a domain error reaches a console form: on the field it names, else the form."""
+"""The console's one way from a form (or a button) to a service and back: a refusal reaches the
+form on the field it names, a success becomes a flash message, and the view redirects or
+renders the form again."""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django import forms
+from django.contrib import messages
+from django.http import HttpRequest
 
 from peridio_console.core.errors import DomainError
+
+T = TypeVar("T")
 
 
 def add_domain_error(
@@ -11,3 +20,35 @@ def add_domain_error(
     """Show a service's refusal next to the field it names (or its alias), or above the form."""
     field = (aliases or {}).get(error.field or "", error.field)
     form.add_error(field if field in form.fields else None, error.message)
+
+
+def submit(
+    request: HttpRequest,
+    form: forms.Form,
+    service: Callable[[dict[str, Any]], T],
+    success: Callable[[T], str],
+) -> T | None:
+    """Validate `form` and call `service` with its cleaned data. On success flash
+    `success(result)` and return the result (the view redirects); on a refusal put it on the
+    form and return None (the view renders the form again, errors and all)."""
+    if not form.is_valid():
+        return None
+    try:
+        result = service(form.cleaned_data)
+    except DomainError as exc:
+        add_domain_error(form, exc)
+        return None
+    messages.success(request, success(result))
+    return result
+
+
+def act(request: HttpRequest, service: Callable[[], object], success: str) -> bool:
+    """A button with no form to show again: call `service`, flash `success` or the refusal's
+    sentence. True when it was done."""
+    try:
+        service()
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return False
+    messages.success(request, success)
+    return True
