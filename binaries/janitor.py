@@ -1,20 +1,23 @@
-"""Abandoned uploads: binaries left uploadable and untouched for too long lose their parts.
+"""Housekeeping: abandoned uploads lose their parts, and stored bytes no binary owns go.
 
 Untouched means neither the binary nor any of its parts changed since the cutoff: declaring or
 receiving a part touches the part, not the binary, so a long upload being resumed stays.
 """
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from binaries import uploads
+from binaries import storage, uploads
 from binaries.models import Binary, BinaryPart, State
 from peridio_console.accounts.actors import Actor
 
 JANITOR = Actor.system("janitor")
+ORPHAN_AGE = timedelta(hours=1)  # younger files may belong to a request still under way
+log = logging.getLogger(__name__)
 
 
 def clean_abandoned_uploads(now: datetime | None = None) -> list[Binary]:
@@ -52,3 +55,36 @@ def destroyed_with_content(now: datetime | None = None) -> list[int]:
             updated_at__lt=now - timedelta(minutes=10),
         ).values_list("pk", flat=True)
     )
+
+
+def _owned(item: storage.Stored, binary: Binary | None) -> bool:
+    """Whether a binary still needs what the store holds for it."""
+    if binary is None:
+        return False
+    if item.kind == "object":
+        if binary.state == State.DESTROYED:
+            return binary.content_deleted_at is None  # its deletion task will see to it
+        return binary.state != State.UPLOADABLE
+    if binary.state != State.UPLOADABLE:
+        return False
+    if item.upload_id:
+        return binary.upload_id == item.upload_id
+    return binary.parts.exists()
+
+
+def remove_orphans(now: datetime | None = None) -> list[str]:
+    """Remove what the store holds that no binary owns (older than ORPHAN_AGE, so nothing a
+    request under way is writing), logging each; returns their keys."""
+    cutoff = (now or timezone.now()) - ORPHAN_AGE
+    backend = storage.get()
+    removed = []
+    for item in backend.stored():
+        if item.modified_at >= cutoff:
+            continue
+        binary = Binary.objects.filter(uuid=item.binary_uuid).first() if item.binary_uuid else None
+        if _owned(item, binary):
+            continue
+        backend.remove(item)
+        log.warning("Removed %s from storage: no binary owns it", item.key)
+        removed.append(item.key)
+    return removed

@@ -70,4 +70,5 @@ def scrub(limit: int = 10) -> int:
 def clean_abandoned_uploads() -> int:
     for binary_id in janitor.destroyed_with_content():
         content.enqueue_discard(binary_id)
+    janitor.remove_orphans()
     return len(janitor.clean_abandoned_uploads())

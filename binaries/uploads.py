@@ -209,6 +209,11 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     # Where every lower part is declared, the bytes go straight to their place in the object.
     # (None also when a reset removed the part meanwhile: the update below then finds no row.)
     part.offset = _offsets(list(binary.parts.all())).get(part.index)
+    # The part as declared, while its binary takes bytes: the write and its record are
+    # conditional on both (a completion or a reset meanwhile turns them into no-ops).
+    current = BinaryPart.objects.filter(
+        pk=part.pk, token=part.token, binary__state=State.UPLOADABLE
+    )
     if length != part.size:
         check = storage.PartCheck(
             PartState.INVALID_SIZE,
@@ -218,12 +223,14 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     else:
 
         def still_current() -> bool:
-            return BinaryPart.objects.filter(pk=part.pk, token=part.token).exists()
+            return current.exists()
 
         check = backend.receive_part(binary, part, stream, length, still_current)
-    BinaryPart.objects.filter(pk=part.pk, token=part.token).update(
+    if not current.update(
         state=check.state, last_error=check.message, offset=part.offset, updated_at=timezone.now()
-    )
+    ):
+        binary.refresh_from_db()  # completed meanwhile: its parts are no longer written to
+        _require_uploadable(binary, "parts can be uploaded")
     try:
         part.refresh_from_db()
     except BinaryPart.DoesNotExist:  # a reset removed the part while its bytes arrived
@@ -364,14 +371,13 @@ def discard_upload(
 
     Returns how many parts were removed, or None when the binary moved on (or, with
     `untouched_since`, was touched) meanwhile.
+
+    The rows go first, so a part write that starts meanwhile finds its part gone and is not
+    taken; then the bytes, now or (the store being away) by a retrying task. A file such a
+    write created meanwhile belongs to no part: the janitor's orphan search removes it.
     """
-    # Storage first, then the rows: a failure leaves the parts listed for the next try.
-    storage.get().delete(binary)
+    upload_id = binary.upload_id
     with transaction.atomic():
-        if binary.upload_id:
-            # That multipart upload is aborted whatever happens next: never leave the row
-            # pointing at it, or every later part would go to an upload that is gone.
-            Binary.objects.filter(pk=binary.pk, upload_id=binary.upload_id).update(upload_id=None)
         rows = Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE)
         if untouched_since is not None:
             rows = rows.filter(updated_at=untouched_since)
@@ -385,5 +391,7 @@ def discard_upload(
             reason=f"{reason}: {count} part(s) and their bytes removed.",
             details={"parts_removed": count},
         )
+    binary.upload_id = upload_id  # not saved: only so that the deletion aborts that upload
+    content.discard_now_or_later(binary)
     binary.refresh_from_db()
     return count

@@ -142,11 +142,18 @@ def test_it_cleans_abandoned_uploads_from_the_command(client, backend, version, 
 
     call_command("cleanup_uploads", stdout=out)
 
-    assert out.getvalue().splitlines() == [f"Cleaned {old.prn}", "1 abandoned upload(s) cleaned."]
+    assert out.getvalue().splitlines() == [
+        f"Cleaned {old.prn}",
+        "1 abandoned upload(s) cleaned.",
+        "0 orphaned file(s) or upload(s) removed.",
+    ]
     assert backend.listing() == []
     out = StringIO()
     call_command("cleanup_uploads", stdout=out)
-    assert out.getvalue() == "0 abandoned upload(s) cleaned.\n"
+    assert out.getvalue().splitlines() == [
+        "0 abandoned upload(s) cleaned.",
+        "0 orphaned file(s) or upload(s) removed.",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

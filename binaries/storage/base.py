@@ -1,11 +1,12 @@
 """The storage seam's shared vocabulary: errors, what the store says of a part, the Backend
 Protocol both backends satisfy, and helpers every backend and reader uses."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote
+from uuid import UUID
 
 from binaries.models import Binary, BinaryPart
 
@@ -23,6 +24,17 @@ class PartBusy(StorageError):
 
 class ContentMissing(StorageError):
     """The object is not in the store (not uploaded, or deleted)."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One thing the store holds, for the janitor's search for what no binary owns."""
+
+    key: str  # as listing() shows it
+    binary_uuid: UUID | None  # None when the key names no binary
+    kind: str  # "object" (the content) or "upload" (partial file, part files, open upload)
+    modified_at: datetime
+    upload_id: str = ""  # an open S3 multipart upload's id
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class Backend(Protocol):
     def exists(self, binary: Binary) -> bool: ...
     def download_url(self, binary: Binary, expires_at: datetime, base_url: str) -> str: ...
     def listing(self) -> list[str]: ...
+    def stored(self) -> Iterator[Stored]: ...
+    def remove(self, item: Stored) -> None: ...
 
 
 def read_chunks(stream: Any, size: int = READ_BUFFER) -> Iterable[memoryview]:

@@ -11,10 +11,11 @@ import hashlib
 import os
 import shutil
 import struct
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
+from uuid import UUID
 
 from django.urls import reverse
 
@@ -26,6 +27,7 @@ from binaries.storage.base import (
     PartBusy,
     PartCheck,
     StorageError,
+    Stored,
 )
 from binaries.storage.tokens import sign_download_token, sign_part_token
 
@@ -69,29 +71,26 @@ class FilesystemStorage:
 
         Written in place in the object being assembled when the part's offset is known,
         else to a file of its own. A range lock makes a second upload of the same part wait
-        its turn rather than interleave.
+        its turn rather than interleave, and fences this write against completion: completion
+        locks the whole file before it renames it into place, so a write either holds its range
+        first (and completion waits for it) or finds, once it holds it, that its file is no
+        longer the one being assembled, and writes nothing.
         """
         self.start_upload(binary)
         in_place = part.offset is not None
         if in_place:
+            if self.object_path(binary).exists():  # completed: the object takes no more bytes
+                return PartCheck(PartState.UPLOADABLE, "superseded")
             path, start = self._partial(binary), int(part.offset or 0)
         else:
             self._parts_dir(binary).mkdir(exist_ok=True)
             path, start = self._parts_dir(binary) / f"{part.index}.{part.token}", 0
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
-            try:
-                _lock_range(fd, start, max(part.size, 1))
-            except OSError as exc:
-                if exc.errno in (errno.EACCES, errno.EAGAIN):
-                    raise PartBusy(
-                        f"Part {part.index} is being uploaded by another request; "
-                        "wait for it to finish or retry later."
-                    ) from None
-                raise
-            if still_current is not None and not still_current():
-                # Declared again while this request waited: its bytes must not land on the
-                # new declaration's (already written in place, perhaps).
+            _lock_or_busy(fd, start, max(part.size, 1), f"Part {part.index} is being uploaded")
+            if not _still_at(fd, path) or (still_current is not None and not still_current()):
+                # Completed, reset or declared again while this request waited: its bytes must
+                # not land in the object, nor on the new declaration's.
                 return PartCheck(PartState.UPLOADABLE, "superseded")
             digest = hashlib.sha256()
             received = 0
@@ -176,24 +175,34 @@ class FilesystemStorage:
             os.close(lock)
 
     def _assemble(self, binary: Binary, parts: list[BinaryPart]) -> None:
+        """Put the parts together and rename the result into place, holding a lock on every
+        file a part write could touch (the whole of each), so no write is under way while the
+        object takes shape and none can start on it afterwards (receive_part)."""
         partial = self._partial(binary)
         if self.object_path(binary).exists() and not partial.exists():
             return  # completed by a concurrent request
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+        held: list[int] = []
         try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+            held.append(fd)
+            _lock_or_busy(fd, 0, 0, "A part is still being uploaded")
             offset = 0
             for part in sorted(parts, key=lambda p: p.index):
                 if part.offset != offset:
-                    source = self._parts_dir(binary) / f"{part.index}.{part.token}"
-                    with open(source, "rb") as src:
-                        _copy_range(src.fileno(), fd, part.size, offset)
+                    source = os.open(
+                        self._parts_dir(binary) / f"{part.index}.{part.token}", os.O_RDWR
+                    )
+                    held.append(source)
+                    _lock_or_busy(source, 0, 0, f"Part {part.index} is still being uploaded")
+                    _copy_range(source, fd, part.size, offset)
                 offset += part.size
             os.ftruncate(fd, offset)
             os.fsync(fd)
+            os.replace(partial, self.object_path(binary))
+            shutil.rmtree(self._parts_dir(binary), ignore_errors=True)
         finally:
-            os.close(fd)
-        os.replace(partial, self.object_path(binary))
-        shutil.rmtree(self._parts_dir(binary), ignore_errors=True)
+            for descriptor in held:
+                os.close(descriptor)
 
     def abort(self, binary: Binary) -> None:
         self._partial(binary).unlink(missing_ok=True)
@@ -218,6 +227,30 @@ class FilesystemStorage:
         token = sign_download_token(binary, expires_at)
         return base_url.rstrip("/") + reverse("binary_download", args=[token])
 
+    def stored(self) -> Iterator[Stored]:
+        """Each binary's object, partial file and part files, as the janitor sees them."""
+        if not self.root.exists():
+            return
+        for path in self.root.glob("*/*"):
+            name, _, suffix = path.name.partition(".")
+            try:
+                binary_uuid: UUID | None = UUID(name)
+            except ValueError:
+                binary_uuid = None
+            yield Stored(
+                key=str(path.relative_to(self.root)),
+                binary_uuid=binary_uuid,
+                kind="object" if suffix == "bin" else "upload",
+                modified_at=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+            )
+
+    def remove(self, item: Stored) -> None:
+        path = self.root / item.key
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
     def listing(self) -> list[str]:
         """Every file the backend holds (tests and the janitor prove nothing is left behind)."""
         if not self.root.exists():
@@ -238,6 +271,27 @@ def _lock_range(fd: int, start: int, length: int) -> None:
         return
     # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padding.
     fcntl.fcntl(fd, ofd_setlk, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0))
+
+
+def _lock_or_busy(fd: int, start: int, length: int, busy: str) -> None:
+    """Lock a range (length 0: to the end of the file, however long it grows), or raise
+    PartBusy saying what holds it."""
+    try:
+        _lock_range(fd, start, length)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            raise PartBusy(
+                f"{busy} by another request; wait for it to finish, then try again."
+            ) from None
+        raise
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file is still the one at `path` (not renamed or deleted meanwhile)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _copy_range(src_fd: int, dst_fd: int, count: int, dst_offset: int) -> None:

@@ -5,15 +5,17 @@ UploadPart URLs carry the part's SHA-256 as a signed header, so the store refuse
 import base64
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
+from uuid import UUID
 
 from binaries.models import Binary, BinaryPart, PartState
 from binaries.storage.base import (
     ContentMissing,
     PartCheck,
     StorageError,
+    Stored,
     content_disposition,
     object_key,
 )
@@ -251,9 +253,50 @@ class S3Storage:
         keys.extend(f"(multipart upload) {u['Key']}" for u in uploads)
         return sorted(keys)
 
+    def stored(self) -> Iterator[Stored]:
+        """Every object and open multipart upload under this store's prefix."""
+        prefix = ((self.backend.location or "").strip("/") + "/binaries/").lstrip("/")
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield Stored(item["Key"], _binary_uuid(item["Key"]), "object", item["LastModified"])
+        uploads = self.client.get_paginator("list_multipart_uploads")
+        for page in uploads.paginate(Bucket=self.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                yield Stored(
+                    f"(multipart upload) {upload['Key']}",
+                    _binary_uuid(upload["Key"]),
+                    "upload",
+                    upload["Initiated"],
+                    upload_id=upload["UploadId"],
+                )
+
+    def remove(self, item: Stored) -> None:
+        if item.upload_id:
+            key = item.key.removeprefix("(multipart upload) ")
+            self._call(
+                "abort the upload",
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=item.upload_id,
+            )
+        else:
+            self._call(
+                "delete the content", self.client.delete_object, Bucket=self.bucket, Key=item.key
+            )
+
     def multipart_uploads(self) -> list[tuple[str, str]]:
         uploads = self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])
         return [(u["Key"], u["UploadId"]) for u in uploads]
+
+
+def _binary_uuid(key: str) -> UUID | None:
+    """The binary a key names (.../binaries/<organization>/<binary>), or None."""
+    try:
+        return UUID(key.rsplit("/", 1)[-1])
+    except ValueError:
+        return None
 
 
 class _StreamReader(io.RawIOBase):
