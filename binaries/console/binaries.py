@@ -15,7 +15,6 @@ from django_htmx.http import HttpResponseStopPolling
 from binaries import (
     downloads,
     lifecycle,
-    serializers,
     services,
     signatures,
 )
@@ -32,6 +31,7 @@ from binaries.console.forms import (
     SignatureForm,
 )
 from binaries.models import ArtifactVersion, Binary, BinaryPart, State
+from binaries.serializers import BinaryOut
 from binaries.validation import STANDARD_TARGETS
 from peridio_console.accounts.membership import console_actor, membership_or_404
 from peridio_console.accounts.models import Role, role_allows
@@ -133,7 +133,7 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         **_progress(binary),
         "artifact": binary.artifact_version.artifact,
         "version": binary.artifact_version,
-        "record": json.dumps(serializers.binary_data(binary), indent=2),
+        "record": json.dumps(BinaryOut.from_model(binary).model_dump(), indent=2),
         "metadata": json.dumps(binary.custom_metadata, indent=2, sort_keys=True),
         "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
         "signatures": list(binary.signatures.all()),
