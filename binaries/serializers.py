@@ -1,9 +1,9 @@
 """The one description of each object the JSON API answers with: a typed model and its builder.
 
 The API answers with these models (their JSON schema is the OpenAPI document's), the console
-shows a binary's record as BinaryOut and the upload endpoint answers with BinaryPartOut. Fields
-are declared in the order the JSON's keys come, and no model takes a key it does not declare,
-so the schema and the JSON cannot drift apart.
+shows a binary's record as BinaryOut, the upload endpoint answers with BinaryPartOut and the
+audit timeline builds AuditEventOut. Fields are declared in the order the JSON's keys come, and
+no model takes a key it does not declare, so the schema and the JSON cannot drift apart.
 
 PRNs are built from the organization's uuid and each object's own uuid, so serializing a page
 needs no query beyond the one that loaded the rows with their organization and parent.
@@ -228,3 +228,20 @@ class SigningKeyOut(Out):
             revoked_at=iso(key.revoked_at),
             **_timestamps(key),
         )
+
+
+class AuditEventOut(Out):
+    """One entry of the audit trail: a binary's lifecycle move or another audited action."""
+
+    # Built by binaries.timeline.entry, from a BinaryEvent or an AuditEvent.
+    id: str = Field(..., description="be_<n> for a lifecycle move, ae_<n> for another event.")
+    action: str = Field(..., examples=["binary.signed"])
+    object_prn: str
+    from_state: str | None = Field(..., description="Lifecycle moves only; null for a creation.")
+    to_state: str | None = Field(..., description="Lifecycle moves only.")
+    reason: str
+    details: Metadata
+    ip: str | None
+    at: Timestamp
+    actor: str
+    actor_api_key: str | None = Field(..., description="The prefix of the API key used, if any.")

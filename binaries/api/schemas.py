@@ -15,6 +15,7 @@ from binaries.serializers import (
     STATES,
     ArtifactOut,
     ArtifactVersionOut,
+    AuditEventOut,
     BinaryOut,
     BinaryPartOut,
     BinarySignatureOut,
@@ -196,7 +197,7 @@ class DownloadCounts(Schema):
 
 
 class AuditEventList(Schema):
-    audit_events: list[dict[str, Any]]
+    audit_events: list[AuditEventOut]
     next_page: str | None
 
 
