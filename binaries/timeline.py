@@ -12,7 +12,7 @@ from typing import Any
 from django.db.models import F, Q, QuerySet
 
 from binaries.models import BinaryEvent
-from binaries.serializers import iso
+from binaries.serializers import AuditEventOut, iso
 from peridio_console.accounts.models import AuditEvent, Organization
 from peridio_console.core.errors import InvalidInput
 from peridio_console.core.pagination import bad_page, read_cursor, sign_cursor
@@ -105,35 +105,35 @@ def _before(kind: int, cursor: tuple[datetime, int, int], order: str) -> Q:
     return Q(at__gt=at) | (Q(at=at) & same_at)
 
 
-def entry(kind: int, event: Any) -> dict[str, Any]:
+def entry(kind: int, event: Any) -> AuditEventOut:
     common = {
         "at": iso(event.at),
         "actor": event.actor_label,
         "actor_api_key": event.actor_api_key.prefix if event.actor_api_key else None,
     }
     if kind == BINARY_EVENT:
-        return {
-            "id": f"be_{event.pk}",
-            "action": binary_event_action(event),
-            "object_prn": format_prn(event.binary.organization.uuid, "binary", event.binary.uuid),
-            "from_state": event.from_state or None,
-            "to_state": event.to_state,
-            "reason": event.reason,
-            "details": event.details,
-            "ip": None,
+        return AuditEventOut(
+            id=f"be_{event.pk}",
+            action=binary_event_action(event),
+            object_prn=format_prn(event.binary.organization.uuid, "binary", event.binary.uuid),
+            from_state=event.from_state or None,
+            to_state=event.to_state,
+            reason=event.reason,
+            details=event.details,
+            ip=None,
             **common,
-        }
-    return {
-        "id": f"ae_{event.pk}",
-        "action": event.action,
-        "object_prn": event.object_prn,
-        "from_state": None,
-        "to_state": None,
-        "reason": "",
-        "details": event.details,
-        "ip": event.ip,
+        )
+    return AuditEventOut(
+        id=f"ae_{event.pk}",
+        action=event.action,
+        object_prn=event.object_prn,
+        from_state=None,
+        to_state=None,
+        reason="",
+        details=event.details,
+        ip=event.ip,
         **common,
-    }
+    )
 
 
 def _decode(page: str) -> tuple[str, tuple[datetime, int, int]]:
@@ -151,7 +151,7 @@ def page(
     limit: int = 50,
     order: str = "desc",
     cursor_text: str | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[AuditEventOut], str | None]:
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order must be asc or desc; got {order!r}.", field="order")
     cursor = None
@@ -177,13 +177,14 @@ def page(
 
 
 def iterate(organization: Organization, filters: Filters) -> Iterator[dict[str, Any]]:
-    """Every entry of the filtered view, oldest first, fetched a page at a time."""
+    """Every entry of the filtered view, oldest first, fetched a page at a time, as the dicts
+    the exports write."""
     cursor: str | None = None
     first = True
     while first or cursor:
         first = False
         entries, cursor = page(organization, filters, limit=500, order="asc", cursor_text=cursor)
-        yield from entries
+        yield from (event.model_dump() for event in entries)
 
 
 # --- Exports: the same entries as CSV or JSON, streamed a row at a time --------------------

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from binaries import selectors, serializers, services
+from binaries import selectors, services
 from binaries.api.auth import api_context, writer
 from binaries.api.schemas import (
     ERRORS,
@@ -19,6 +19,7 @@ from binaries.api.schemas import (
     ListParams,
     fields_set,
 )
+from binaries.serializers import ArtifactOut, ArtifactVersionOut
 
 artifacts = Router(tags=["artifacts"])
 
@@ -32,7 +33,7 @@ def create_artifact(request: HttpRequest, payload: ArtifactCreateIn) -> Status[d
         description=payload.description,
         custom_metadata=payload.custom_metadata,
     )
-    return Status(201, {"artifact": serializers.artifact_data(artifact)})
+    return Status(201, {"artifact": ArtifactOut.from_model(artifact)})
 
 
 @artifacts.get("", response={200: ArtifactList, **ERRORS})
@@ -49,13 +50,13 @@ def list_artifacts(request: HttpRequest, params: Query[ListParams]) -> dict:
         order=params.order,
         page=params.page,
     )
-    return {"artifacts": [serializers.artifact_data(a) for a in rows], "next_page": next_page}
+    return {"artifacts": [ArtifactOut.from_model(a) for a in rows], "next_page": next_page}
 
 
 @artifacts.get("/{prn}", response={200: ArtifactEnvelope, **ERRORS})
 def get_artifact(request: HttpRequest, prn: str) -> dict:
     artifact = selectors.get_artifact(api_context(request).organization, prn)
-    return {"artifact": serializers.artifact_data(artifact)}
+    return {"artifact": ArtifactOut.from_model(artifact)}
 
 
 @artifacts.patch("/{prn}", response={200: ArtifactEnvelope, **ERRORS})
@@ -63,7 +64,7 @@ def update_artifact(request: HttpRequest, prn: str, payload: ArtifactUpdateIn) -
     context = writer(request, "changing artifacts")
     artifact = selectors.get_artifact(context.organization, prn)
     artifact = services.artifact_update(artifact=artifact, **fields_set(payload))
-    return {"artifact": serializers.artifact_data(artifact)}
+    return {"artifact": ArtifactOut.from_model(artifact)}
 
 
 @artifacts.delete("/{prn}", response={204: None, **ERRORS})
@@ -88,7 +89,7 @@ def create_artifact_version(request: HttpRequest, payload: ArtifactVersionCreate
         description=payload.description,
         custom_metadata=payload.custom_metadata,
     )
-    return Status(201, {"artifact_version": serializers.artifact_version_data(version)})
+    return Status(201, {"artifact_version": ArtifactVersionOut.from_model(version)})
 
 
 @artifact_versions.get("", response={200: ArtifactVersionList, **ERRORS})
@@ -111,7 +112,7 @@ def list_artifact_versions(request: HttpRequest, params: Query[ArtifactVersionLi
         page=params.page,
     )
     return {
-        "artifact_versions": [serializers.artifact_version_data(v) for v in rows],
+        "artifact_versions": [ArtifactVersionOut.from_model(v) for v in rows],
         "next_page": next_page,
     }
 
@@ -119,7 +120,7 @@ def list_artifact_versions(request: HttpRequest, params: Query[ArtifactVersionLi
 @artifact_versions.get("/{prn}", response={200: ArtifactVersionEnvelope, **ERRORS})
 def get_artifact_version(request: HttpRequest, prn: str) -> dict:
     version = selectors.get_artifact_version(api_context(request).organization, prn)
-    return {"artifact_version": serializers.artifact_version_data(version)}
+    return {"artifact_version": ArtifactVersionOut.from_model(version)}
 
 
 @artifact_versions.patch("/{prn}", response={200: ArtifactVersionEnvelope, **ERRORS})
@@ -129,7 +130,7 @@ def update_artifact_version(
     context = writer(request, "changing artifact versions")
     version = selectors.get_artifact_version(context.organization, prn)
     version = services.artifact_version_update(artifact_version=version, **fields_set(payload))
-    return {"artifact_version": serializers.artifact_version_data(version)}
+    return {"artifact_version": ArtifactVersionOut.from_model(version)}
 
 
 @artifact_versions.delete("/{prn}", response={204: None, **ERRORS})

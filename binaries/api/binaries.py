@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja import Query, Router, Status
 
-from binaries import moves, selectors, serializers, services
+from binaries import moves, selectors, services
 from binaries.api.auth import api_context, writer
 from binaries.api.schemas import (
     ERRORS,
@@ -15,6 +15,7 @@ from binaries.api.schemas import (
     BinaryUpdateIn,
     fields_set,
 )
+from binaries.serializers import BinaryOut
 
 router = Router(tags=["binaries"])
 
@@ -34,7 +35,7 @@ def create_binary(request: HttpRequest, payload: BinaryCreateIn) -> Status[dict]
         description=payload.description,
         custom_metadata=payload.custom_metadata,
     )
-    return Status(201, {"binary": serializers.binary_data(binary)})
+    return Status(201, {"binary": BinaryOut.from_model(binary)})
 
 
 @router.get("", response={200: BinaryList, **ERRORS})
@@ -62,13 +63,13 @@ def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict
         order=params.order,
         page=params.page,
     )
-    return {"binaries": [serializers.binary_data(b) for b in rows], "next_page": next_page}
+    return {"binaries": [BinaryOut.from_model(b) for b in rows], "next_page": next_page}
 
 
 @router.get("/{prn}", response={200: BinaryEnvelope, **ERRORS})
 def get_binary(request: HttpRequest, prn: str) -> dict:
     binary = selectors.get_binary(api_context(request).organization, prn)
-    return {"binary": serializers.binary_data(binary)}
+    return {"binary": BinaryOut.from_model(binary)}
 
 
 @router.patch("/{prn}", response={200: BinaryEnvelope, **ERRORS})
@@ -76,7 +77,7 @@ def update_binary(request: HttpRequest, prn: str, payload: BinaryUpdateIn) -> di
     context = writer(request, "changing binaries")
     binary = selectors.get_binary(context.organization, prn)
     binary = services.binary_change(binary=binary, actor=context.actor, **fields_set(payload))
-    return {"binary": serializers.binary_data(binary)}
+    return {"binary": BinaryOut.from_model(binary)}
 
 
 @router.delete("/{prn}", response={204: None, **ERRORS})

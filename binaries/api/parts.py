@@ -5,8 +5,8 @@ from ninja import Router, Schema, Status
 
 from binaries import selectors, uploads
 from binaries.api.auth import api_context, writer
-from binaries.api.schemas import ERRORS, BinaryPartList, DeclaredPartEnvelope
-from binaries.serializers import binary_part_data, iso
+from binaries.api.schemas import ERRORS, BinaryPartList, DeclaredPartEnvelope, DeclaredPartOut
+from binaries.serializers import BinaryPartOut, iso
 
 router = Router(tags=["binary parts"])
 
@@ -35,10 +35,12 @@ def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn)
         expected_binary_size=payload.expected_binary_size,
         base_url=_base_url(request),
     )
-    data = binary_part_data(declared.part)
-    data["presigned_upload_url"] = declared.upload_url
-    data["expires_at"] = iso(declared.expires_at)
-    return Status(201, {"binary_part": data})
+    part = DeclaredPartOut(
+        **BinaryPartOut.from_model(declared.part).model_dump(),
+        presigned_upload_url=declared.upload_url,
+        expires_at=iso(declared.expires_at),
+    )
+    return Status(201, {"binary_part": part})
 
 
 @router.get("/binaries/{prn}/parts", response={200: BinaryPartList, **ERRORS})
@@ -46,4 +48,4 @@ def list_binary_parts(request: HttpRequest, prn: str):
     """The parts declared so far and their states, as the object store confirms them."""
     context = api_context(request)
     binary = selectors.get_binary(context.organization, prn)
-    return {"binary_parts": [binary_part_data(p) for p in uploads.parts_refresh(binary)]}
+    return {"binary_parts": [BinaryPartOut.from_model(p) for p in uploads.parts_refresh(binary)]}

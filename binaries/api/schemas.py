@@ -2,20 +2,28 @@
 
 Request schemas check only the shape (strict JSON types, no unknown fields); the services
 check the rules (lengths, hashes, sizes, states) so the console and the CLI get the same words.
+Responses wrap the objects binaries.serializers describes, each once, in envelopes and lists.
 """
 
 from typing import Any, Literal
 
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
-from pydantic.config import JsonDict
 
 from binaries.models import State
+from binaries.serializers import (
+    STATES,
+    ArtifactOut,
+    ArtifactVersionOut,
+    AuditEventOut,
+    BinaryOut,
+    BinaryPartOut,
+    BinarySignatureOut,
+    Metadata,
+    SigningKeyOut,
+    Timestamp,
+)
 from peridio_console.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
-
-Metadata = dict[str, Any]
-STATES: JsonDict = {"enum": list(State.values)}
-TIMESTAMP: JsonDict = {"format": "date-time", "example": "2024-01-15T10:30:00.000000Z"}
 
 
 class Body(Schema):
@@ -106,11 +114,6 @@ def fields_set(payload: BaseModel) -> dict[str, Any]:
 # --- Responses --------------------------------------------------------------------------
 
 
-class Out(Schema):
-    # Keys a serializer gains before its schema does still reach clients.
-    model_config = ConfigDict(extra="allow")
-
-
 class ErrorDetail(Schema):
     code: str
     message: str
@@ -119,49 +122,6 @@ class ErrorDetail(Schema):
 
 class ErrorOut(Schema):
     error: ErrorDetail
-
-
-class ArtifactOut(Out):
-    prn: str
-    organization_prn: str
-    name: str
-    description: str
-    custom_metadata: Metadata
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
-
-
-class ArtifactVersionOut(Out):
-    prn: str
-    artifact_prn: str
-    organization_prn: str
-    version: str
-    description: str
-    custom_metadata: Metadata
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
-
-
-class BinaryOut(Out):
-    prn: str
-    organization_prn: str
-    artifact_version_prn: str
-    target: str
-    hash: str | None
-    size: int | None
-    state: str = Field(..., json_schema_extra=STATES)
-    custom_metadata: Metadata
-    description: str
-    last_error: str
-    bytes_hashed: int = Field(..., description="Hashing progress, in bytes.")
-    signatures: list[dict[str, Any]] = Field(..., description="binary_signature objects.")
-    signature_status: str = Field(..., json_schema_extra={"enum": ["unsigned", "valid", "revoked"]})
-    integrity_failed_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
 
 
 class ArtifactEnvelope(Schema):
@@ -191,24 +151,9 @@ class BinaryList(Schema):
     next_page: str | None
 
 
-class BinaryPartOut(Out):
-    prn: str
-    binary_prn: str
-    index: int
-    hash: str = Field(..., description="sha256:<64 hex>")
-    size: int
-    state: str = Field(
-        ..., json_schema_extra={"enum": ["uploadable", "valid", "invalid_hash", "invalid_size"]}
-    )
-    last_error: str
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
-
-
 class DeclaredPartOut(BinaryPartOut):
     presigned_upload_url: str = Field(..., description="PUT the part's bytes here.")
-    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    expires_at: Timestamp
 
 
 class DeclaredPartEnvelope(Schema):
@@ -219,19 +164,6 @@ class BinaryPartList(Schema):
     binary_parts: list[BinaryPartOut]
 
 
-class SigningKeyOut(Out):
-    prn: str
-    organization_prn: str
-    name: str
-    algorithm: str
-    value: str = Field(..., description="The public key, PEM.")
-    keyid: str
-    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
-
-
 class SigningKeyEnvelope(Schema):
     signing_key: SigningKeyOut
 
@@ -239,19 +171,6 @@ class SigningKeyEnvelope(Schema):
 class SigningKeyList(Schema):
     signing_keys: list[SigningKeyOut]
     next_page: str | None
-
-
-class BinarySignatureOut(Out):
-    prn: str
-    binary_prn: str
-    signing_key_prn: str
-    keyid: str
-    signature: str = Field(..., description="Hex.")
-    scheme: str
-    revoked_at: str | None = Field(None, json_schema_extra=TIMESTAMP)
-    created_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    inserted_at: str = Field(..., json_schema_extra=TIMESTAMP)
-    updated_at: str = Field(..., json_schema_extra=TIMESTAMP)
 
 
 class BinarySignatureEnvelope(Schema):
@@ -265,7 +184,7 @@ class BinarySignatureList(Schema):
 
 class DownloadUrlOut(Schema):
     download_url: str
-    expires_at: str = Field(..., json_schema_extra=TIMESTAMP)
+    expires_at: Timestamp
 
 
 class DailyCount(Schema):
@@ -278,7 +197,7 @@ class DownloadCounts(Schema):
 
 
 class AuditEventList(Schema):
-    audit_events: list[dict[str, Any]]
+    audit_events: list[AuditEventOut]
     next_page: str | None
 
 

@@ -3,7 +3,7 @@
 from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 
-from binaries import selectors, serializers, signatures
+from binaries import selectors, signatures
 from binaries.api.auth import api_context, require_role, writer
 from binaries.api.schemas import (
     ERRORS,
@@ -13,6 +13,7 @@ from binaries.api.schemas import (
     SigningKeyList,
 )
 from binaries.models import BinarySignature, SigningKey
+from binaries.serializers import BinarySignatureOut, SigningKeyOut
 from peridio_console.accounts.models import Role
 from peridio_console.core.errors import InvalidInput, NotFound
 from peridio_console.core.pagination import DEFAULT_LIMIT, keyset_page
@@ -72,7 +73,7 @@ def create_signing_key(request: HttpRequest, payload: SigningKeyIn) -> Status[di
         value=payload.value,
         actor=context.actor,
     )
-    return Status(201, {"signing_key": serializers.signing_key_data(key)})
+    return Status(201, {"signing_key": SigningKeyOut.from_model(key)})
 
 
 @signing_keys.get("", response={200: SigningKeyList, **ERRORS})
@@ -86,12 +87,12 @@ def list_signing_keys(request: HttpRequest, params: Query[PageParams]) -> dict:
         order=params.order,
         page=params.page,
     )
-    return {"signing_keys": [serializers.signing_key_data(k) for k in rows], "next_page": next_page}
+    return {"signing_keys": [SigningKeyOut.from_model(k) for k in rows], "next_page": next_page}
 
 
 @signing_keys.get("/{prn}", response={200: SigningKeyEnvelope, **ERRORS})
 def get_signing_key(request: HttpRequest, prn: str) -> dict:
-    return {"signing_key": serializers.signing_key_data(_key(request, prn))}
+    return {"signing_key": SigningKeyOut.from_model(_key(request, prn))}
 
 
 @signing_keys.delete("/{prn}", response={204: None, **ERRORS})
@@ -136,7 +137,7 @@ def create_binary_signature(request: HttpRequest, payload: SignatureIn) -> Statu
         signing_key=key,
         signing_key_keyid=payload.signing_key_keyid,
     )
-    return Status(201, {"binary_signature": serializers.binary_signature_data(created)})
+    return Status(201, {"binary_signature": BinarySignatureOut.from_model(created)})
 
 
 @binary_signatures.get("", response={200: BinarySignatureList, **ERRORS})
@@ -157,14 +158,14 @@ def list_binary_signatures(request: HttpRequest, params: Query[SignatureListPara
         page=params.page,
     )
     return {
-        "binary_signatures": [serializers.binary_signature_data(s) for s in rows],
+        "binary_signatures": [BinarySignatureOut.from_model(s) for s in rows],
         "next_page": next_page,
     }
 
 
 @binary_signatures.get("/{prn}", response={200: BinarySignatureEnvelope, **ERRORS})
 def get_binary_signature(request: HttpRequest, prn: str) -> dict:
-    return {"binary_signature": serializers.binary_signature_data(_signature(request, prn))}
+    return {"binary_signature": BinarySignatureOut.from_model(_signature(request, prn))}
 
 
 @binary_signatures.delete("/{prn}", response={204: None, **ERRORS})

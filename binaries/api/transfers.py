@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods
 
 from binaries import downloads, storage, uploads
 from binaries.models import Binary, PartState
-from binaries.serializers import binary_part_data
+from binaries.serializers import BinaryPartOut
 from binaries.storage import tokens
 from peridio_console.core.errors import DomainError
 
@@ -53,7 +53,7 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     # No "Connection: close" on a refusal: WSGI forbids hop-by-hop headers (wsgiref servers
     # answer 500, gunicorn drops it); servers close or drain a body the view left unread.
     status = 200 if part.state == PartState.VALID else 422
-    return JsonResponse({"binary_part": binary_part_data(part)}, status=status)
+    return JsonResponse({"binary_part": BinaryPartOut.from_model(part).model_dump()}, status=status)
 
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")

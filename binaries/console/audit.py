@@ -85,12 +85,13 @@ def _timeline_page(
     next_page = None
     if filters is not None:
         try:
-            entries, next_page = timeline.page(
+            shown, next_page = timeline.page(
                 membership.organization,
                 filters,
                 limit=PAGE_SIZE * 2,
                 cursor_text=form.cleaned_data["page"] or None,
             )
+            entries = [entry.model_dump() for entry in shown]
         except DomainError as exc:
             add_domain_error(form, exc, {"object": "object", "page": "page"})
     binaries = _binary_links(membership, entries)

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from binaries import downloads, lifecycle, moves, serializers, services, signatures
+from binaries import downloads, lifecycle, moves, services, signatures
 from binaries.console.common import (
     HtmxHttpRequest,
     get_binary_for_user,
@@ -26,6 +26,7 @@ from binaries.console.forms import (
     SignatureForm,
 )
 from binaries.models import ArtifactVersion, Binary, BinaryPart, State
+from binaries.serializers import BinaryOut
 from binaries.validation import STANDARD_TARGETS
 from peridio_console.accounts.membership import console_actor, membership_or_404
 from peridio_console.accounts.models import Role, role_allows
@@ -131,7 +132,7 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         **_progress(binary),
         "artifact": binary.artifact_version.artifact,
         "version": binary.artifact_version,
-        "record": json.dumps(serializers.binary_data(binary), indent=2),
+        "record": json.dumps(BinaryOut.from_model(binary).model_dump(), indent=2),
         "metadata": json.dumps(binary.custom_metadata, indent=2, sort_keys=True),
         "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
         "signatures": list(binary.signatures.all()),
