@@ -24,6 +24,7 @@ from binaries.models import (
     SigningKey,
     State,
 )
+from binaries.signatures import signature_status
 from peridio_console.core.prn import format_prn
 
 Metadata = dict[str, Any]
@@ -152,8 +153,7 @@ class BinaryOut(Out):
     def from_model(cls, binary: Binary) -> Self:
         """A binary with its signatures (prefetch `signatures__signing_key` for lists)."""
         signatures = list(binary.signatures.all())
-        live = [s for s in signatures if s.revoked_at is None]
-        status = "valid" if live else ("revoked" if signatures else "unsigned")
+        status = signature_status(binary, signatures)
         return cls(
             prn=binary.prn,
             organization_prn=binary.organization.prn,

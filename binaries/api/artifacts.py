@@ -18,6 +18,7 @@ from binaries.api.schemas import (
     ArtifactVersionUpdateIn,
     ListParams,
     fields_set,
+    list_body,
 )
 from binaries.serializers import ArtifactOut, ArtifactVersionOut
 
@@ -42,15 +43,9 @@ def list_artifacts(request: HttpRequest, params: Query[ListParams]) -> dict:
     inserted_at, updated_at."""
     organization = api_context(request).organization
     queryset = selectors.artifact_list(organization, search=params.search)
-    rows, next_page = selectors.list_page(
-        queryset,
-        organization,
-        list_name="artifacts",
-        limit=params.limit,
-        order=params.order,
-        page=params.page,
+    return list_body(
+        "artifacts", queryset, params, ArtifactOut.from_model, organization=organization
     )
-    return {"artifacts": [ArtifactOut.from_model(a) for a in rows], "next_page": next_page}
 
 
 @artifacts.get("/{prn}", response={200: ArtifactEnvelope, **ERRORS})
@@ -103,18 +98,13 @@ def list_artifact_versions(request: HttpRequest, params: Query[ArtifactVersionLi
     queryset = selectors.artifact_version_list(
         organization, artifact=artifact, search=params.search
     )
-    rows, next_page = selectors.list_page(
+    return list_body(
+        "artifact_versions",
         queryset,
-        organization,
-        list_name="artifact_versions",
-        limit=params.limit,
-        order=params.order,
-        page=params.page,
+        params,
+        ArtifactVersionOut.from_model,
+        organization=organization,
     )
-    return {
-        "artifact_versions": [ArtifactVersionOut.from_model(v) for v in rows],
-        "next_page": next_page,
-    }
 
 
 @artifact_versions.get("/{prn}", response={200: ArtifactVersionEnvelope, **ERRORS})

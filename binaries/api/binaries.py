@@ -14,6 +14,7 @@ from binaries.api.schemas import (
     BinaryListParams,
     BinaryUpdateIn,
     fields_set,
+    list_body,
 )
 from binaries.serializers import BinaryOut
 
@@ -55,15 +56,7 @@ def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict
         state=params.state,
         search=params.search,
     )
-    rows, next_page = selectors.list_page(
-        queryset,
-        organization,
-        list_name="binaries",
-        limit=params.limit,
-        order=params.order,
-        page=params.page,
-    )
-    return {"binaries": [BinaryOut.from_model(b) for b in rows], "next_page": next_page}
+    return list_body("binaries", queryset, params, BinaryOut.from_model, organization=organization)
 
 
 @router.get("/{prn}", response={200: BinaryEnvelope, **ERRORS})

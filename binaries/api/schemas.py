@@ -5,11 +5,14 @@ check the rules (lengths, hashes, sizes, states) so the console and the CLI get 
 Responses wrap the objects binaries.serializers describes, each once, in envelopes and lists.
 """
 
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
+from django.db.models import QuerySet
 from ninja import Field, Schema
 from pydantic import BaseModel, ConfigDict
 
+from binaries import selectors
 from binaries.models import State
 from binaries.serializers import (
     STATES,
@@ -23,7 +26,8 @@ from binaries.serializers import (
     SigningKeyOut,
     Timestamp,
 )
-from peridio_console.core.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from peridio_console.accounts.models import Organization
+from peridio_console.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, keyset_page
 
 
 class Body(Schema):
@@ -104,6 +108,37 @@ class BinaryListParams(ListParams):
     artifact_version_prn: str | None = None
     target: str | None = None
     state: State | None = None
+
+
+class PageRequest(Protocol):
+    """What a list's query parameters carry for paging."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def order(self) -> str | None: ...
+    @property
+    def page(self) -> str | None: ...
+
+
+def list_body(
+    key: str,
+    queryset: QuerySet[Any],
+    params: PageRequest,
+    build: Callable[[Any], BaseModel],
+    *,
+    organization: Organization | None = None,
+) -> dict[str, Any]:
+    """One keyset page of a list in the list's JSON shape: {key: [...], "next_page": ...}.
+    With `organization`, the rows are handed it (their PRNs need no further query)."""
+    limit, order, page = params.limit, params.order, params.page
+    if organization is not None:
+        rows, next_page = selectors.list_page(
+            queryset, organization, list_name=key, limit=limit, order=order, page=page
+        )
+    else:
+        rows, next_page = keyset_page(queryset, list_name=key, limit=limit, order=order, page=page)
+    return {key: [build(row) for row in rows], "next_page": next_page}
 
 
 def fields_set(payload: BaseModel) -> dict[str, Any]:

@@ -11,12 +11,13 @@ from binaries.api.schemas import (
     BinarySignatureList,
     SigningKeyEnvelope,
     SigningKeyList,
+    list_body,
 )
 from binaries.models import BinarySignature, SigningKey
 from binaries.serializers import BinarySignatureOut, SigningKeyOut
 from peridio_console.accounts.models import Role
 from peridio_console.core.errors import InvalidInput, NotFound
-from peridio_console.core.pagination import DEFAULT_LIMIT, keyset_page
+from peridio_console.core.pagination import DEFAULT_LIMIT
 
 signing_keys = Router(tags=["signing keys"])
 binary_signatures = Router(tags=["binary signatures"])
@@ -80,14 +81,8 @@ def create_signing_key(request: HttpRequest, payload: SigningKeyIn) -> Status[di
 def list_signing_keys(request: HttpRequest, params: Query[PageParams]) -> dict:
     organization = api_context(request).organization
     queryset = SigningKey.objects.select_related("organization").filter(organization=organization)
-    rows, next_page = keyset_page(
-        queryset,
-        list_name="signing_keys",
-        limit=_limit(params.limit),
-        order=params.order,
-        page=params.page,
-    )
-    return {"signing_keys": [SigningKeyOut.from_model(k) for k in rows], "next_page": next_page}
+    _limit(params.limit)
+    return list_body("signing_keys", queryset, params, SigningKeyOut.from_model)
 
 
 @signing_keys.get("/{prn}", response={200: SigningKeyEnvelope, **ERRORS})
@@ -150,17 +145,8 @@ def list_binary_signatures(request: HttpRequest, params: Query[SignatureListPara
         queryset = queryset.filter(
             binary=selectors.get_binary(organization, params.binary_prn, "binary_prn")
         )
-    rows, next_page = keyset_page(
-        queryset,
-        list_name="binary_signatures",
-        limit=_limit(params.limit),
-        order=params.order,
-        page=params.page,
-    )
-    return {
-        "binary_signatures": [BinarySignatureOut.from_model(s) for s in rows],
-        "next_page": next_page,
-    }
+    _limit(params.limit)
+    return list_body("binary_signatures", queryset, params, BinarySignatureOut.from_model)
 
 
 @binary_signatures.get("/{prn}", response={200: BinarySignatureEnvelope, **ERRORS})
