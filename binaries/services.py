@@ -217,28 +217,38 @@ def _binaries_blocking(what: str, binaries: Any) -> None:
         )
 
 
-def artifact_version_delete(*, artifact_version: ArtifactVersion) -> None:
-    what = f"Version {artifact_version.version!r} of {artifact_version.artifact.name!r}"
+def _delete_unless_binaries(what: str, binaries: Any, delete: Callable[[], object]) -> None:
+    """Delete (in one transaction) only while no binary hangs below; one arriving meanwhile
+    (ProtectedError is an IntegrityError) keeps it too."""
     with conflict_on_integrity_error(
         Conflict(
             f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
         )
     ):
-        _binaries_blocking(what, Binary.objects.filter(artifact_version=artifact_version))
-        artifact_version.delete()
+        _binaries_blocking(what, binaries)
+        delete()
+
+
+def artifact_version_delete(*, artifact_version: ArtifactVersion) -> None:
+    _delete_unless_binaries(
+        f"Version {artifact_version.version!r} of {artifact_version.artifact.name!r}",
+        Binary.objects.filter(artifact_version=artifact_version),
+        artifact_version.delete,
+    )
 
 
 def artifact_delete(*, artifact: Artifact) -> None:
     """Delete an artifact with its versions, when no binary (live or destroyed) hangs below."""
-    what = f"Artifact {artifact.name!r}"
-    with conflict_on_integrity_error(
-        Conflict(
-            f"{what} gained a binary while it was being deleted; it was kept.", code="has_binaries"
-        )
-    ):
-        _binaries_blocking(what, Binary.objects.filter(artifact_version__artifact=artifact))
+
+    def delete_with_versions() -> None:
         ArtifactVersion.objects.filter(artifact=artifact).delete()
         artifact.delete()
+
+    _delete_unless_binaries(
+        f"Artifact {artifact.name!r}",
+        Binary.objects.filter(artifact_version__artifact=artifact),
+        delete_with_versions,
+    )
 
 
 def binary_change(
