@@ -209,6 +209,7 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     # Where every lower part is declared, the bytes go straight to their place in the object.
     # (None also when a reset removed the part meanwhile: the update below then finds no row.)
     part.offset = _offsets(list(binary.parts.all())).get(part.index)
+    failure: storage.StorageError | None = None
     if length != part.size:
         check = storage.PartCheck(
             PartState.INVALID_SIZE,
@@ -220,10 +221,17 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
         def still_current() -> bool:
             return BinaryPart.objects.filter(pk=part.pk, token=part.token).exists()
 
-        check = backend.receive_part(binary, part, stream, length, still_current)
+        try:
+            check = backend.receive_part(binary, part, stream, length, still_current)
+        except OSError as exc:
+            # Some of its bytes may be on disk: whatever it was before, the part is not valid.
+            failure = storage.write_failure(exc, f"part {part.index}")
+            check, part.offset = storage.PartCheck(PartState.UPLOADABLE, str(failure)), None
     BinaryPart.objects.filter(pk=part.pk, token=part.token).update(
         state=check.state, last_error=check.message, offset=part.offset, updated_at=timezone.now()
     )
+    if failure is not None:
+        raise failure
     try:
         part.refresh_from_db()
     except BinaryPart.DoesNotExist:  # a reset removed the part while its bytes arrived

@@ -237,7 +237,8 @@ def install_error_handlers(api: "NinjaAPI") -> None:
             "Database error (%s) in %s %s: %s", trouble.code, request.method, request.path, exc
         )
         response = respond(request, trouble.status, error_body(trouble.code, trouble.message))
-        response["Retry-After"] = trouble.retry_after
+        if trouble.retry_after:
+            response["Retry-After"] = trouble.retry_after
         return response
 
     def on_storage_error(request: HttpRequest, exc: Any) -> HttpResponse:

@@ -26,6 +26,15 @@ def error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, "field": None}}, status=status)
 
 
+def storage_failure(exc: storage.StorageError) -> JsonResponse:
+    """507 when the disk is full (freeing space fixes it), else 503: the store may come back."""
+    if isinstance(exc, storage.StorageFull):
+        return error(507, "insufficient_storage", str(exc))
+    refused = error(503, "storage_unavailable", str(exc))
+    refused["Retry-After"] = "5"
+    return refused
+
+
 @csrf_exempt
 @require_http_methods(["PUT"])
 def part_upload(request: HttpRequest, token: str) -> HttpResponse:
@@ -48,6 +57,8 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
         part = uploads.part_receive(token_payload=payload, stream=request, length=int(raw_length))
     except storage.PartBusy as exc:
         return error(409, "part_busy", str(exc))
+    except storage.StorageError as exc:
+        return storage_failure(exc)
     except DomainError as exc:
         return error(exc.status, exc.code, exc.message)
     # No "Connection: close" on a refusal: WSGI forbids hop-by-hop headers (wsgiref servers
@@ -146,6 +157,8 @@ def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
         handle = backend.open(binary)
     except storage.ContentMissing:
         return error(410, "gone", "The content of this binary is no longer stored.")
+    except storage.StorageError as exc:
+        return storage_failure(exc)
     size = binary.size or 0
     etag = f'"{binary.verified_hash}"'
     wanted: tuple[int, int] | str | None = None

@@ -24,9 +24,11 @@ from binaries.storage.base import (
     PartBusy,
     PartCheck,
     StorageError,
+    StorageFull,
     content_disposition,
     object_key,
     read_chunks,
+    write_failure,
 )
 from binaries.storage.filesystem import FilesystemStorage
 from binaries.storage.s3 import S3Storage
@@ -41,10 +43,12 @@ __all__ = [
     "PartCheck",
     "S3Storage",
     "StorageError",
+    "StorageFull",
     "content_disposition",
     "get",
     "object_key",
     "read_chunks",
+    "write_failure",
 ]
 
 # --- Selection ----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The storage seam's shared vocabulary: errors, what the store says of a part, the Backend
 Protocol both backends satisfy, and helpers every backend and reader uses."""
 
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,29 @@ class PartBusy(StorageError):
 
 class ContentMissing(StorageError):
     """The object is not in the store (not uploaded, or deleted)."""
+
+
+class StorageFull(StorageError):
+    """The server's disk (or the quota on it) is full: freeing space, not waiting, fixes it."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def write_failure(exc: OSError, what: str) -> StorageError:
+    """A write to this server's disk that failed, in words naming `what` was not stored."""
+    failure = (
+        StorageFull(
+            f"The server's disk is full: {what} was not stored. "
+            "Upload it again once space has been freed."
+        )
+        if exc.errno in DISK_FULL_ERRNOS
+        else StorageError(
+            f"The server could not store {what} ({exc.strerror or exc}); upload it again."
+        )
+    )
+    failure.__cause__ = exc  # raised after the part is recorded, outside the except block
+    return failure
 
 
 @dataclass(frozen=True)
