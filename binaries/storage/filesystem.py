@@ -49,7 +49,7 @@ class FilesystemStorage:
         return self._base(binary).with_suffix(".parts")
 
     def start_upload(self, binary: Binary) -> None:
-        self._base(binary).parent.mkdir(parents=True, exist_ok=True)
+        self._base(binary).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def part_upload_url(
         self, binary: Binary, part: BinaryPart, expires_at: datetime, base_url: str
@@ -76,9 +76,9 @@ class FilesystemStorage:
         if in_place:
             path, start = self._partial(binary), int(part.offset or 0)
         else:
-            self._parts_dir(binary).mkdir(exist_ok=True)
+            self._parts_dir(binary).mkdir(mode=0o700, exist_ok=True)
             path, start = self._parts_dir(binary) / f"{part.index}.{part.token}", 0
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
                 _lock_range(fd, start, max(part.size, 1))
@@ -179,7 +179,7 @@ class FilesystemStorage:
         partial = self._partial(binary)
         if self.object_path(binary).exists() and not partial.exists():
             return  # completed by a concurrent request
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             offset = 0
             for part in sorted(parts, key=lambda p: p.index):
