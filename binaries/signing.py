@@ -1,8 +1,11 @@
 """Signing keys and signature checks.
 
 A key is a public key in PEM (Ed25519, ECDSA P-256/P-384, RSA >= 2048 bits) or, for Ed25519,
-the base64 of its raw 32 bytes. A signature arrives as hex or base64 and is checked against
-the binary's *verified* digest, never by re-reading the content:
+the base64 of its raw 32 bytes. Any 32 bytes are also a private seed, so a raw value is taken
+only when it is a point of the curve (about half of all seeds are not); a value recognisably
+private (a PRIVATE KEY PEM or its DER, a 64-byte seed and public key) is refused, never stored
+or shown. A signature arrives as hex or base64 and is checked against the binary's *verified*
+digest, never by re-reading the content:
 - Ed25519 over the 64-character lowercase hex digest (the platform's convention) or over the
   raw 32-byte digest;
 - RSA (PKCS#1 v1.5 or PSS) and ECDSA over the content with SHA-256 (prehashed), which is what
@@ -40,16 +43,77 @@ def _refuse(message: str) -> InvalidInput:
     return InvalidInput(message, field="value")
 
 
+EXPOSED = (
+    "It was not stored. Treat it as exposed: make a new key pair, and register only the "
+    "public key (openssl pkey -in private.pem -pubout)."
+)
+
+
+def _private(what: str) -> InvalidInput:
+    return _refuse(f"{what}. {EXPOSED}")
+
+
+def _is_private_der(raw: bytes) -> bool:
+    try:
+        serialization.load_der_private_key(raw, password=None)
+    except TypeError:  # encrypted: still a private key
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+# Ed25519's field and curve constant (RFC 8032).
+P = 2**255 - 19
+D = -121665 * pow(121666, P - 2, P) % P
+
+
+def _is_ed25519_point(raw: bytes) -> bool:
+    """Whether 32 bytes decode to a point of Ed25519 (RFC 8032, 5.1.3); cryptography takes
+    any 32 bytes as a public key, and a value that is no point can verify nothing."""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    if y >= P:
+        return False
+    u, v = (y * y - 1) % P, (D * y * y + 1) % P
+    x = u * pow(v, 3, P) * pow(u * pow(v, 7, P), (P - 5) // 8, P) % P
+    if v * x * x % P not in (u, -u % P):
+        return False
+    return x != 0 or raw[31] >> 7 == 0
+
+
+def _raw_ed25519(text: str) -> ed25519.Ed25519PublicKey:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) == 64:
+        raise _private(
+            "That looks like a PRIVATE key (64 bytes: an Ed25519 seed and its public key), "
+            "and a private key must never be pasted here"
+        )
+    if raw and _is_private_der(raw):
+        raise _private("That is a PRIVATE key (base64 of DER)")
+    if len(raw) != 32:
+        raise _refuse(
+            "value must be a public key in PEM (-----BEGIN PUBLIC KEY-----), or the base64 "
+            f"of a raw 32-byte Ed25519 key; got {len(text)} characters of something else."
+        )
+    if not _is_ed25519_point(raw):
+        raise _private(
+            "value is 32 bytes but not an Ed25519 public key (not a point on the curve), so it "
+            "may be the private seed, which must never be pasted here"
+        )
+    return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+
+
 def parse_public_key(value: object) -> ParsedKey:
-    """A public key from PEM or raw Ed25519 base64; anything else is refused with a reason."""
+    """A public key from PEM or raw Ed25519 base64; anything else (a private key above all)
+    is refused with a reason."""
     if not isinstance(value, str) or not value.strip():
         raise _refuse("value must be a public key in PEM, or the base64 of a raw Ed25519 key.")
     text = value.strip()
     if any(f"BEGIN {marker}" in text for marker in PRIVATE_MARKERS) or ("PRIVATE KEY-----" in text):
-        raise _refuse(
-            "That is a PRIVATE key. It was not stored. Treat it as exposed: make a new key "
-            "pair, and register only the public key (openssl pkey -in private.pem -pubout)."
-        )
+        raise _private("That is a PRIVATE key")
     if "BEGIN CERTIFICATE" in text:
         raise _refuse(
             "That is a certificate, not a public key; extract its key with "
@@ -61,16 +125,7 @@ def parse_public_key(value: object) -> ParsedKey:
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise _refuse(f"value is not a readable PEM public key ({exc}).") from None
     else:
-        try:
-            raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 32:
-            raise _refuse(
-                "value must be a public key in PEM (-----BEGIN PUBLIC KEY-----), or the base64 "
-                f"of a raw 32-byte Ed25519 key; got {len(text)} characters of something else."
-            )
-        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        key = _raw_ed25519(text)
     algorithm = _algorithm(key)
     der = key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -204,13 +204,23 @@ EXPORT_COLUMNS = (
 )
 
 
+# A spreadsheet runs a cell that begins with one of these as a formula (OWASP's CSV-injection
+# rule); a leading single quote makes it text, every character of it kept.
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_LEADS) else text
+
+
 def csv_rows(entries: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_COLUMNS)
     for entry in entries:
         row = {**entry, "details": json.dumps(entry["details"], sort_keys=True)}
-        writer.writerow(["" if row[c] is None else row[c] for c in EXPORT_COLUMNS])
+        writer.writerow([_csv_cell(row[c]) for c in EXPORT_COLUMNS])
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -214,6 +214,7 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
     current = BinaryPart.objects.filter(
         pk=part.pk, token=part.token, binary__state=State.UPLOADABLE
     )
+    failure: storage.StorageError | None = None
     if length != part.size:
         check = storage.PartCheck(
             PartState.INVALID_SIZE,
@@ -225,10 +226,18 @@ def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> 
         def still_current() -> bool:
             return current.exists()
 
-        check = backend.receive_part(binary, part, stream, length, still_current)
-    if not current.update(
+        try:
+            check = backend.receive_part(binary, part, stream, length, still_current)
+        except OSError as exc:
+            # Some of its bytes may be on disk: whatever it was before, the part is not valid.
+            failure = storage.write_failure(exc, f"part {part.index}")
+            check, part.offset = storage.PartCheck(PartState.UPLOADABLE, str(failure)), None
+    recorded = current.update(
         state=check.state, last_error=check.message, offset=part.offset, updated_at=timezone.now()
-    ):
+    )
+    if failure is not None:
+        raise failure
+    if not recorded:
         binary.refresh_from_db()  # completed meanwhile: its parts are no longer written to
         _require_uploadable(binary, "parts can be uploaded")
     try:

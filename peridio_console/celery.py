@@ -17,4 +17,4 @@ def _make_broker_folders(sender: Celery, **kwargs: Any) -> None:
     options = sender.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out"):
         if options.get(key):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+            Path(options[key]).mkdir(mode=0o700, parents=True, exist_ok=True)

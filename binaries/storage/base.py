@@ -1,6 +1,7 @@
 """The storage seam's shared vocabulary: errors, what the store says of a part, the Backend
 Protocol both backends satisfy, and helpers every backend and reader uses."""
 
+import errno
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,29 @@ class PartBusy(StorageError):
 
 class ContentMissing(StorageError):
     """The object is not in the store (not uploaded, or deleted)."""
+
+
+class StorageFull(StorageError):
+    """The server's disk (or the quota on it) is full: freeing space, not waiting, fixes it."""
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def write_failure(exc: OSError, what: str, again: str = "Upload it again") -> StorageError:
+    """A write to this server's disk that failed, in words naming `what` was not stored and
+    what to do `again`."""
+    failure = (
+        StorageFull(
+            f"The server's disk is full: {what} was not stored. {again} once space has been freed."
+        )
+        if exc.errno in DISK_FULL_ERRNOS
+        else StorageError(
+            f"The server could not store {what} ({exc.strerror or exc}); {again.lower()}."
+        )
+    )
+    failure.__cause__ = exc  # raised after the part is recorded, outside the except block
+    return failure
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from binaries.storage.base import (
     PartCheck,
     StorageError,
     Stored,
+    write_failure,
 )
 from binaries.storage.tokens import sign_download_token, sign_part_token
 
@@ -51,7 +52,7 @@ class FilesystemStorage:
         return self._base(binary).with_suffix(".parts")
 
     def start_upload(self, binary: Binary) -> None:
-        self._base(binary).parent.mkdir(parents=True, exist_ok=True)
+        self._base(binary).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def part_upload_url(
         self, binary: Binary, part: BinaryPart, expires_at: datetime, base_url: str
@@ -83,9 +84,9 @@ class FilesystemStorage:
                 return PartCheck(PartState.UPLOADABLE, "superseded")
             path, start = self._partial(binary), int(part.offset or 0)
         else:
-            self._parts_dir(binary).mkdir(exist_ok=True)
+            self._parts_dir(binary).mkdir(mode=0o700, exist_ok=True)
             path, start = self._parts_dir(binary) / f"{part.index}.{part.token}", 0
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             _lock_or_busy(fd, start, max(part.size, 1), f"Part {part.index} is being uploaded")
             if not _still_at(fd, path) or (still_current is not None and not still_current()):
@@ -103,7 +104,7 @@ class FilesystemStorage:
                 # Never write past the part's own range: a longer body cannot damage a neighbour.
                 writable = max(0, min(len(chunk), part.size - received))
                 if writable:
-                    os.pwrite(fd, chunk[:writable] if writable < len(chunk) else chunk, position)
+                    _write_all(fd, memoryview(chunk)[:writable], position)
                     position += writable
                 received += len(chunk)
             if received == part.size and digest.hexdigest() == part.hash:
@@ -171,6 +172,8 @@ class FilesystemStorage:
                 "The upload was reset while it was being completed; upload its parts again, "
                 "then mark it hashable."
             ) from exc
+        except OSError as exc:  # a full disk, say: the parts stay as they were
+            raise write_failure(exc, "the completed upload", "Mark it hashable again") from exc
         finally:
             os.close(lock)
 
@@ -183,7 +186,7 @@ class FilesystemStorage:
             return  # completed by a concurrent request
         held: list[int] = []
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o640)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o600)
             held.append(fd)
             _lock_or_busy(fd, 0, 0, "A part is still being uploaded")
             offset = 0
@@ -271,6 +274,13 @@ def _lock_range(fd: int, start: int, length: int) -> None:
         return
     # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for OFD locks), padding.
     fcntl.fcntl(fd, ofd_setlk, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, start, length, 0))
+
+
+def _write_all(fd: int, data: memoryview, position: int) -> None:
+    """pwrite until every byte is written (a nearly full disk may take only some)."""
+    while data:
+        written = os.pwrite(fd, data, position)
+        data, position = data[written:], position + written
 
 
 def _lock_or_busy(fd: int, start: int, length: int, busy: str) -> None:

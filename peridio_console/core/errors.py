@@ -3,6 +3,7 @@
 Also the one translation of a database failure into words a client can act on.
 """
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class PermissionDenied(DomainError, django_exceptions.PermissionDenied):
 # PostgreSQL's answers when concurrent transactions collide: a deadlock was broken by rolling
 # this one back, or a serializable transaction could not be ordered. Nothing was written.
 COLLISION_SQLSTATES = frozenset({"40P01", "40001"})
+# The disk under the database is full: PostgreSQL's disk_full, SQLite's SQLITE_FULL.
+DISK_FULL_SQLSTATE = "53100"
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,29 @@ class DatabaseTrouble:
     status: int
     code: str
     message: str
-    retry_after: str
+    retry_after: str | None  # None: waiting will not help
+
+
+def _disk_full(exc: Exception) -> bool:
+    cause = exc.__cause__
+    return (
+        getattr(cause, "sqlstate", None) == DISK_FULL_SQLSTATE
+        or getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or "database or disk is full" in str(exc)  # SQLite's words, whatever wraps them
+    )
 
 
 def database_trouble(exc: Exception) -> DatabaseTrouble:
     """What to tell a client whose request failed on a database error (the API and the
     console say the same)."""
+    if _disk_full(exc):
+        return DatabaseTrouble(
+            507,
+            "insufficient_storage",
+            "The server's disk is full, so the database could not record this; nothing was "
+            "changed. Free space on the server, then send the request again.",
+            None,
+        )
     if getattr(exc.__cause__, "sqlstate", None) in COLLISION_SQLSTATES:
         return DatabaseTrouble(
             503,
