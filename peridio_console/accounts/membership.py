@@ -5,6 +5,7 @@ from django.http import Http404, HttpRequest
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Membership
 from peridio_console.accounts.roles import require_role
+from peridio_console.accounts.throttle import client_address
 
 SESSION_ORG = "organization_slug"
 
@@ -41,4 +42,4 @@ def require_member_role(membership: Membership, needed: str, doing: str) -> None
 
 
 def console_actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user).with_ip(request.META.get("REMOTE_ADDR") or None)
+    return Actor.for_user(request.user).with_ip(client_address(request) or None)

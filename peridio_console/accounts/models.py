@@ -126,3 +126,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_prn} by {self.actor_label}"
+
+
+class LoginFailure(models.Model):
+    """Failed log-ins counted under one key (a username's digest or a client address) while
+    the last one is younger than LOGIN_FAILURE_WINDOW_SECONDS (accounts/throttle.py)."""
+
+    key = models.CharField(max_length=80, unique=True)
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["last_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.count} failed log-ins for {self.key}"
