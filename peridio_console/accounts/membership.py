@@ -1,5 +1,6 @@
 """The organization a console user is working in, their role there, and who they are."""
 
+from django.db.models import F
 from django.http import Http404, HttpRequest
 
 from peridio_console.accounts.actors import Actor
@@ -11,7 +12,8 @@ SESSION_ORG = "organization_slug"
 
 
 def current_membership(request: HttpRequest) -> Membership | None:
-    """The membership the user is working in: the one chosen in the switcher, else the first."""
+    """The membership the user is working in: the one chosen in this session, else the one
+    they chose last (never the first by name: joining an organization must not take over)."""
     cached = getattr(request, "_membership", None)
     if cached is not None:
         return cached
@@ -20,7 +22,7 @@ def current_membership(request: HttpRequest) -> Membership | None:
     )
     chosen = request.session.get(SESSION_ORG)
     membership = (chosen and memberships.filter(organization__slug=chosen).first()) or (
-        memberships.order_by("organization__name").first()
+        memberships.order_by(F("last_used_at").desc(nulls_last=True), "created_at", "pk").first()
     )
     request._membership = membership  # type: ignore[attr-defined]
     return membership

@@ -47,6 +47,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ENGINEER)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # When the user last chose this organization (the switcher, an accepted invitation): the
+    # one they work in after their next log-in.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [

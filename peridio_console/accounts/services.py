@@ -163,6 +163,11 @@ def membership_add(
     return membership
 
 
+def membership_choose(*, membership: Membership) -> None:
+    """The user works in this organization now, and after their next log-in."""
+    Membership.objects.filter(pk=membership.pk).update(last_used_at=timezone.now())
+
+
 def _refuse_losing_last_admin(membership: Membership, doing: str) -> None:
     """Called under a lock on the organization's admins: an organization keeps an admin."""
     admins = list(

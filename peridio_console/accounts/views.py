@@ -26,6 +26,7 @@ def switch_organization(request: HttpRequest) -> HttpResponse:
         Membership, user=request.user, organization__slug=request.POST.get("organization", "")
     )
     request.session[SESSION_ORG] = membership.organization.slug
+    services.membership_choose(membership=membership)
     return redirect("dashboard")
 
 
