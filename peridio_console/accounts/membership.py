@@ -1,10 +1,10 @@
 """The organization a console user is working in, their role there, and who they are."""
 
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import Membership
+from peridio_console.accounts.models import Invitation, Membership
 from peridio_console.accounts.roles import require_role
 from peridio_console.accounts.throttle import client_address
 
@@ -26,6 +26,17 @@ def current_membership(request: HttpRequest) -> Membership | None:
     )
     request._membership = membership  # type: ignore[attr-defined]
     return membership
+
+
+def invitations_for(user) -> QuerySet[Invitation]:
+    """Pending invitations to the user: to their username, or to their e-mail address in any
+    case."""
+    addressed = Q(address=user.get_username())
+    if user.email:
+        addressed |= Q(address__iexact=user.email)
+    return Invitation.objects.filter(addressed, status=Invitation.Status.PENDING).select_related(
+        "organization", "invited_by"
+    )
 
 
 def membership_or_404(request: HttpRequest) -> Membership:

@@ -63,6 +63,54 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
+class Invitation(models.Model):
+    """A role in an organization offered to whoever has the username or e-mail address
+    `address`. Nothing changes until they accept it in the console; an admin never learns
+    from it whether such an account exists."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        DECLINED = "declined"
+        CANCELLED = "cancelled"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    address = models.CharField(max_length=254)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who accepted or declined it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "address"],
+                condition=models.Q(status="pending"),
+                name="one_pending_invitation_per_address",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values), name="invitation_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "accepted", "declined", "cancelled"]),
+                name="invitation_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "address"])]
+
+    def __str__(self) -> str:
+        return f"{self.address} to {self.organization} ({self.role}, {self.status})"
+
+
 KEY_PREFIX = "pdo"
 
 
