@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "peridio_console.accounts.login.LoginThrottleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -118,6 +119,8 @@ def _database() -> dict[str, Any]:
 DATABASES = {"default": _database()}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Every password check goes through the log-in throttle (peridio_console/accounts/login.py).
+AUTHENTICATION_BACKENDS = ["peridio_console.accounts.login.ThrottledModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -262,9 +265,13 @@ SESSION_COOKIE_HTTPONLY = True
 CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC", [])
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
+# How many proxies of ours stand in front (each appending to X-Forwarded-For). 0: clients
+# connect directly and REMOTE_ADDR is theirs; any X-Forwarded-For they send is ignored. N: the
+# client's address is the Nth entry from the right (log-in throttling, audit events).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
 CACHES = {
     "default": {
-        # Shared by the web processes on one machine: login throttling counts across them.
+        # Log-in failures are not counted here: the database counts them atomically.
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(VAR_DIR / "cache"),
     }

@@ -7,12 +7,11 @@ from binaries.console import artifacts
 from binaries.console import urls as binaries_console
 from peridio_console.accounts import urls as accounts_console
 from peridio_console.accounts import views
-from peridio_console.accounts.login import ThrottledLoginView
 
 urlpatterns = [
     path("", artifacts.dashboard, name="dashboard"),
     path("organizations/switch", views.switch_organization, name="switch_organization"),
-    path("login/", ThrottledLoginView.as_view(), name="login"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("transfer/parts/<str:token>", transfers.part_upload, name="part_upload"),

@@ -177,31 +177,30 @@ def test_it_lists_members_for_admins_only(admin, engineer, viewer, admin_members
     assert b">Members</a>" in admin.get(reverse("dashboard")).content
     for client in (engineer, viewer):
         assert client.get(reverse("console:member_list")).status_code == 403
-        assert client.post(reverse("console:member_add"), {"username": "x"}).status_code == 403
+        assert client.post(reverse("console:member_invite"), {"invitee": "x"}).status_code == 403
 
 
-def test_it_adds_a_member(admin, admin_membership, org):
+def test_it_invites_a_member(admin, admin_membership, org):
     user = UserFactory(username="dana")
     response = admin.post(
-        reverse("console:member_add"), {"username": "dana", "role": "viewer"}, follow=True
+        reverse("console:member_invite"), {"invitee": "dana", "role": "viewer"}, follow=True
     )
-    assert Membership.objects.get(user=user, organization=org).role == Role.VIEWER
-    assert b"dana added as viewer" in response.content
-    event = AuditEvent.objects.get(action="membership.added")
-    assert event.details == {"user": "dana", "role": "viewer"}
+    assert not Membership.objects.filter(user=user, organization=org).exists()  # until accepted
+    assert b"If that account exists, they will see the invitation" in response.content
+    event = AuditEvent.objects.get(action="membership.invited")
+    assert event.details == {"invitee": "dana", "role": "viewer"}
     assert event.actor_user == admin_membership.user
 
 
-def test_it_explains_why_a_member_cannot_be_added(admin, engineer_membership):
-    response = admin.post(reverse("console:member_add"), {"username": "nobody", "role": "viewer"})
-    assert b"There is no user named &#x27;nobody&#x27;" in response.content
-    assert b'id="id_username_error"' in response.content
+def test_it_explains_why_a_member_cannot_be_invited(admin, engineer_membership):
+    response = admin.post(reverse("console:member_invite"), {"invitee": " ", "role": "viewer"})
+    assert b'id="id_invitee_error"' in response.content
     response = admin.post(
-        reverse("console:member_add"),
-        {"username": engineer_membership.user.username, "role": "viewer"},
+        reverse("console:member_invite"),
+        {"invitee": engineer_membership.user.username, "role": "viewer"},
     )
     assert b"is already a member of" in response.content
-    assert not AuditEvent.objects.filter(action="membership.added").exists()
+    assert not AuditEvent.objects.filter(action="membership.invited").exists()
 
 
 def test_it_changes_a_role(admin, engineer_membership):

@@ -59,9 +59,8 @@ def test_it_keeps_the_accounts_tables_and_history_where_an_earlier_release_left_
     assert config.name == "peridio_console.accounts"
     assert Organization._meta.db_table == "peridio_console_organization"
     executor = MigrationExecutor(connection)
-    assert executor.loader.graph.leaf_nodes("peridio_console") == [
-        ("peridio_console", "0002_signing_and_audit")
-    ]
+    # The history from before the move, under its label (later migrations build on it).
+    assert ("peridio_console", "0002_signing_and_audit") in executor.loader.graph.nodes
     assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits 1 on changes
     with connection.cursor() as cursor:

@@ -1,6 +1,6 @@
 from django.http import HttpRequest
 
-from peridio_console.accounts.membership import current_membership
+from peridio_console.accounts.membership import current_membership, invitations_for
 from peridio_console.accounts.models import Role, role_allows
 
 
@@ -17,4 +17,5 @@ def organization(request: HttpRequest) -> dict:
         "memberships": request.user.memberships.select_related("organization").order_by(
             "organization__name"
         ),
+        "pending_invitations": invitations_for(request.user).count(),
     }

@@ -11,8 +11,12 @@ class ApiKeyForm(forms.Form):
     )
 
 
-class MemberAddForm(forms.Form):
-    username = forms.CharField(max_length=150, help_text="The user must already have an account.")
+class MemberInviteForm(forms.Form):
+    invitee = forms.CharField(
+        max_length=254,
+        label="Username or e-mail address",
+        help_text="They become a member when they accept the invitation in the console.",
+    )
     role = forms.ChoiceField(choices=Role.choices, initial=Role.ENGINEER)
 
 

@@ -1,56 +1,53 @@
-"""Log-in with throttling: repeated failures for one username or one address are slowed down."""
+"""Log-in throttling at the one place every password is checked: the authentication backend
+(the console's /login/, the admin's /admin/login/ and any later form call authenticate())."""
 
-import hashlib
+from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
-from django.contrib.auth import views as auth_views
-from django.core.cache import cache
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-
-def _keys(request: HttpRequest) -> list[str]:
-    username = (request.POST.get("username") or "").strip().lower()
-    ip = request.META.get("REMOTE_ADDR", "")
-    digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-    return [f"login-fail:user:{digest}", f"login-fail:ip:{ip}"]
+from peridio_console.accounts import throttle
 
 
-def _blocked(request: HttpRequest) -> bool:
-    """A username is blocked after the limit; an address (possibly a shared proxy) after 4x."""
-    user_key, ip_key = _keys(request)
-    counts = cache.get_many([user_key, ip_key])
-    limit = settings.LOGIN_FAILURE_LIMIT
-    return counts.get(user_key, 0) >= limit or counts.get(ip_key, 0) >= 4 * limit
+class ThrottledModelBackend(ModelBackend):
+    """Django's ModelBackend, refusing to check a password while its username or address
+    waits, and counting the wrong ones."""
+
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if username is None:
+            username = kwargs.pop(get_user_model().USERNAME_FIELD, None)
+        if username is None or password is None:
+            return None
+        throttle.check(username=username, request=request)
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            throttle.record_failure(username=username, request=request)
+        else:
+            throttle.forget(username=username)
+        return user
 
 
-class ThrottledLoginView(auth_views.LoginView):
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if _blocked(request):
-            minutes = max(1, settings.LOGIN_FAILURE_WINDOW_SECONDS // 60)
-            return render(
-                request,
-                "registration/login.html",
-                {
-                    "form": self.get_form(),
-                    "throttled": (
-                        f"Too many failed log-ins. Wait {minutes} minutes, then try again."
-                    ),
-                },
-                status=429,
-            )
-        return super().post(request, *args, **kwargs)
+class LoginThrottleMiddleware:
+    """A throttled log-in, from whichever form, answers 429 with the log-in page and the wait
+    (the backend raises inside the form's validation, where no view can choose a status)."""
 
-    def form_invalid(self, form: Any) -> HttpResponse:
-        for key in _keys(self.request):
-            cache.add(key, 0, settings.LOGIN_FAILURE_WINDOW_SECONDS)
-            try:
-                cache.incr(key)
-            except ValueError:
-                cache.set(key, 1, settings.LOGIN_FAILURE_WINDOW_SECONDS)
-        return super().form_invalid(form)
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
 
-    def form_valid(self, form: Any) -> HttpResponse:
-        cache.delete_many(_keys(self.request))
-        return super().form_valid(form)
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, throttle.LoginThrottled):
+            return None
+        context = {"throttled": exception.message}
+        return render(request, "registration/login.html", context, status=429)

@@ -1,16 +1,19 @@
 """The organization a console user is working in, their role there, and who they are."""
 
+from django.db.models import F, Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import Membership
+from peridio_console.accounts.models import Invitation, Membership
 from peridio_console.accounts.roles import require_role
+from peridio_console.accounts.throttle import client_address
 
 SESSION_ORG = "organization_slug"
 
 
 def current_membership(request: HttpRequest) -> Membership | None:
-    """The membership the user is working in: the one chosen in the switcher, else the first."""
+    """The membership the user is working in: the one chosen in this session, else the one
+    they chose last (never the first by name: joining an organization must not take over)."""
     cached = getattr(request, "_membership", None)
     if cached is not None:
         return cached
@@ -19,10 +22,21 @@ def current_membership(request: HttpRequest) -> Membership | None:
     )
     chosen = request.session.get(SESSION_ORG)
     membership = (chosen and memberships.filter(organization__slug=chosen).first()) or (
-        memberships.order_by("organization__name").first()
+        memberships.order_by(F("last_used_at").desc(nulls_last=True), "created_at", "pk").first()
     )
     request._membership = membership  # type: ignore[attr-defined]
     return membership
+
+
+def invitations_for(user) -> QuerySet[Invitation]:
+    """Pending invitations to the user: to their username, or to their e-mail address in any
+    case."""
+    addressed = Q(address=user.get_username())
+    if user.email:
+        addressed |= Q(address__iexact=user.email)
+    return Invitation.objects.filter(addressed, status=Invitation.Status.PENDING).select_related(
+        "organization", "invited_by"
+    )
 
 
 def membership_or_404(request: HttpRequest) -> Membership:
@@ -41,4 +55,4 @@ def require_member_role(membership: Membership, needed: str, doing: str) -> None
 
 
 def console_actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user).with_ip(request.META.get("REMOTE_ADDR") or None)
+    return Actor.for_user(request.user).with_ip(client_address(request) or None)

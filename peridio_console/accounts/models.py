@@ -47,6 +47,9 @@ class Membership(models.Model):
     )
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.ENGINEER)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # When the user last chose this organization (the switcher, an accepted invitation): the
+    # one they work in after their next log-in.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -58,6 +61,54 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
+
+
+class Invitation(models.Model):
+    """A role in an organization offered to whoever has the username or e-mail address
+    `address`. Nothing changes until they accept it in the console; an admin never learns
+    from it whether such an account exists."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACCEPTED = "accepted"
+        DECLINED = "declined"
+        CANCELLED = "cancelled"
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="invitations"
+    )
+    address = models.CharField(max_length=254)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who accepted or declined it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    answered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "address"],
+                condition=models.Q(status="pending"),
+                name="one_pending_invitation_per_address",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(role__in=Role.values), name="invitation_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "accepted", "declined", "cancelled"]),
+                name="invitation_status_valid",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "address"])]
+
+    def __str__(self) -> str:
+        return f"{self.address} to {self.organization} ({self.role}, {self.status})"
 
 
 KEY_PREFIX = "pdo"
@@ -126,3 +177,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_prn} by {self.actor_label}"
+
+
+class LoginFailure(models.Model):
+    """Failed log-ins counted under one key (a username's digest or a client address) while
+    the last one is younger than LOGIN_FAILURE_WINDOW_SECONDS (accounts/throttle.py)."""
+
+    key = models.CharField(max_length=80, unique=True)
+    count = models.PositiveIntegerField(default=1)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["last_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.count} failed log-ins for {self.key}"

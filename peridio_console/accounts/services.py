@@ -10,7 +10,14 @@ from django.utils.text import slugify
 
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import ApiKey, Membership, Organization, Role, hash_secret
+from peridio_console.accounts.models import (
+    ApiKey,
+    Invitation,
+    Membership,
+    Organization,
+    Role,
+    hash_secret,
+)
 from peridio_console.core.errors import Conflict, InvalidInput, conflict_on_integrity_error
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -134,33 +141,137 @@ def _clean_role(role: object) -> str:
     return str(role)
 
 
-def membership_add(
-    *, organization: Organization, username: str, role: str, actor: Actor
-) -> Membership:
-    """Add an existing user to the organization with a role."""
-    role = _clean_role(role)
-    user = get_user_model().objects.filter(username=(username or "").strip()).first()
-    if user is None:
+def _clean_invitee(invitee: str) -> str:
+    # Normalised as authentication normalises a username (NFKC), so a look-alike finds nobody.
+    address = get_user_model().normalize_username((invitee or "").strip())
+    if not address:
         raise InvalidInput(
-            f"There is no user named {username!r}; they need an account before they can be added.",
-            field="username",
+            "Give the username or e-mail address of the person to invite.", field="invitee"
+        )
+    if len(address) > 254:
+        raise InvalidInput(
+            f"A username or e-mail address has at most 254 characters; got {len(address)}.",
+            field="invitee",
+        )
+    return address
+
+
+def invitation_create(
+    *, organization: Organization, invitee: str, role: str, actor: Actor
+) -> Invitation:
+    """Invite whoever has this username or e-mail address. No account is looked up: the
+    answer is the same whether one exists, and the invitation waits for its owner."""
+    role = _clean_role(role)
+    address = _clean_invitee(invitee)
+    # The members page lists members' usernames already: saying so reveals nothing new.
+    if Membership.objects.filter(organization=organization, user__username=address).exists():
+        raise Conflict(
+            f"{address} is already a member of {organization.name}.",
+            field="invitee",
+            code="already_exists",
         )
     with conflict_on_integrity_error(
         Conflict(
-            f"{user.get_username()} is already a member of {organization.name}.",
-            field="username",
+            f"{address} already has a pending invitation to {organization.name}; cancel it "
+            "first to offer another role.",
+            field="invitee",
             code="already_exists",
         )
     ):
-        membership = Membership.objects.create(user=user, organization=organization, role=role)
+        invitation = Invitation.objects.create(
+            organization=organization, address=address, role=role, invited_by=actor.user
+        )
+        audit.record(
+            organization=organization,
+            actor=actor,
+            action="membership.invited",
+            object_prn=organization.prn,
+            details={"invitee": address, "role": role},
+        )
+    return invitation
+
+
+def _invitation_close(invitation: Invitation, status: str, *, user=None) -> None:
+    """Answer a pending invitation (under the caller's transaction); each is answered once."""
+    closed = Invitation.objects.filter(pk=invitation.pk, status=Invitation.Status.PENDING).update(
+        status=status, user=user, answered_at=timezone.now()
+    )
+    if not closed:
+        raise Conflict(
+            f"The invitation to {invitation.organization.name} was already accepted, declined "
+            "or cancelled.",
+            code="invitation_closed",
+        )
+
+
+def invitation_accept(*, invitation: Invitation, user, actor: Actor) -> Membership:
+    """The invited user says yes: only now are they a member, with the role offered, and it
+    is the organization they work in."""
+    organization = invitation.organization
+    with conflict_on_integrity_error(
+        Conflict(
+            f"You are already a member of {organization.name}; decline the invitation instead.",
+            code="already_exists",
+        )
+    ):
+        _invitation_close(invitation, Invitation.Status.ACCEPTED, user=user)
+        membership = Membership.objects.create(
+            user=user,
+            organization=organization,
+            role=invitation.role,
+            last_used_at=timezone.now(),
+        )
         audit.record(
             organization=organization,
             actor=actor,
             action="membership.added",
             object_prn=organization.prn,
-            details={"user": user.get_username(), "role": role},
+            details={
+                "user": user.get_username(),
+                "role": invitation.role,
+                "invitee": invitation.address,
+                "invited_by": invitation.invited_by.get_username() if invitation.invited_by else "",
+            },
         )
     return membership
+
+
+def _invitation_close_with_event(
+    *, invitation: Invitation, status: str, action: str, actor: Actor, user=None
+) -> None:
+    with transaction.atomic():
+        _invitation_close(invitation, status, user=user)
+        audit.record(
+            organization=invitation.organization,
+            actor=actor,
+            action=action,
+            object_prn=invitation.organization.prn,
+            details={"invitee": invitation.address, "role": invitation.role},
+        )
+
+
+def invitation_decline(*, invitation: Invitation, user, actor: Actor) -> None:
+    _invitation_close_with_event(
+        invitation=invitation,
+        status=Invitation.Status.DECLINED,
+        action="membership.invitation_declined",
+        actor=actor,
+        user=user,
+    )
+
+
+def invitation_cancel(*, invitation: Invitation, actor: Actor) -> None:
+    _invitation_close_with_event(
+        invitation=invitation,
+        status=Invitation.Status.CANCELLED,
+        action="membership.invitation_cancelled",
+        actor=actor,
+    )
+
+
+def membership_choose(*, membership: Membership) -> None:
+    """The user works in this organization now, and after their next log-in."""
+    Membership.objects.filter(pk=membership.pk).update(last_used_at=timezone.now())
 
 
 def _refuse_losing_last_admin(membership: Membership, doing: str) -> None:

@@ -1,20 +1,22 @@
-"""Account pages: the organization switcher, API keys and members."""
+"""Account pages: the organization switcher, API keys, members and invitations."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from peridio_console.accounts import services
-from peridio_console.accounts.forms import ApiKeyForm, MemberAddForm, MemberRoleForm
+from peridio_console.accounts.forms import ApiKeyForm, MemberInviteForm, MemberRoleForm
 from peridio_console.accounts.membership import (
     SESSION_ORG,
     console_actor,
+    invitations_for,
     membership_or_404,
     require_member_role,
 )
-from peridio_console.accounts.models import ApiKey, Membership, Role
+from peridio_console.accounts.models import ApiKey, Invitation, Membership, Role
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import act, add_domain_error, submit
 
@@ -26,6 +28,7 @@ def switch_organization(request: HttpRequest) -> HttpResponse:
         Membership, user=request.user, organization__slug=request.POST.get("organization", "")
     )
     request.session[SESSION_ORG] = membership.organization.slug
+    services.membership_choose(membership=membership)
     return redirect("dashboard")
 
 
@@ -100,14 +103,42 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
 # --- Members (admins) -----------------------------------------------------------------------
 
 
-def _render_members(request: HttpRequest, membership: Membership, form: MemberAddForm):
+# The same words whether or not the account exists: the form must not tell usernames apart.
+INVITATION_SENT = "If that account exists, they will see the invitation when they log in."
+
+
+def _render_members(request: HttpRequest, membership: Membership, form: MemberInviteForm):
     members = (
         Membership.objects.filter(organization=membership.organization)
         .select_related("user")
         .order_by("user__username")
     )
-    context = {"members": members, "form": form, "roles": Role.choices}
+    context = {
+        "members": members,
+        "invitations": _pending_invitations(membership),
+        "form": form,
+        "roles": Role.choices,
+    }
     return render(request, "console/members.html", context)
+
+
+def _pending_invitations(membership: Membership) -> QuerySet[Invitation]:
+    return (
+        Invitation.objects.filter(
+            organization=membership.organization, status=Invitation.Status.PENDING
+        )
+        .select_related("organization", "invited_by")
+        .order_by("-created_at", "-pk")
+    )
+
+
+def _get_invitation(request: HttpRequest, invitations: QuerySet[Invitation]) -> Invitation:
+    """The invitation a button names, among those the user may answer; else not found."""
+    try:
+        pk = int(request.POST.get("invitation", ""))
+    except ValueError:
+        raise Http404("No such invitation.") from None
+    return get_object_or_404(invitations, pk=pk)
 
 
 def _get_member_for_user(request: HttpRequest, membership_id: int) -> Membership:
@@ -124,29 +155,43 @@ def _get_member_for_user(request: HttpRequest, membership_id: int) -> Membership
 def member_list(request: HttpRequest) -> HttpResponse:
     membership = membership_or_404(request)
     require_member_role(membership, Role.ADMIN, "managing members")
-    return _render_members(request, membership, MemberAddForm())
+    return _render_members(request, membership, MemberInviteForm())
 
 
 @require_POST
 @login_required
-def member_add(request: HttpRequest) -> HttpResponse:
+def member_invite(request: HttpRequest) -> HttpResponse:
     membership = membership_or_404(request)
     require_member_role(membership, Role.ADMIN, "managing members")
-    form = MemberAddForm(request.POST)
-    added = submit(
+    form = MemberInviteForm(request.POST)
+    invited = submit(
         request,
         form,
-        lambda data: services.membership_add(
+        lambda data: services.invitation_create(
             organization=membership.organization,
-            username=data["username"],
+            invitee=data["invitee"],
             role=data["role"],
             actor=console_actor(request),
         ),
-        lambda added: f"{added.user.get_username()} added as {added.role}.",
+        lambda _: INVITATION_SENT,
     )
-    if added is not None:
+    if invited is not None:
         return redirect("console:member_list")
     return _render_members(request, membership, form)
+
+
+@require_POST
+@login_required
+def invitation_cancel(request: HttpRequest) -> HttpResponse:
+    membership = membership_or_404(request)
+    require_member_role(membership, Role.ADMIN, "managing members")
+    invitation = _get_invitation(request, _pending_invitations(membership))
+    act(
+        request,
+        lambda: services.invitation_cancel(invitation=invitation, actor=console_actor(request)),
+        f"The invitation for {invitation.address} was cancelled.",
+    )
+    return redirect("console:member_list")
 
 
 @require_POST
@@ -182,3 +227,45 @@ def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     if removed and member.user_id == request.user.pk:
         return redirect("dashboard")
     return redirect("console:member_list")
+
+
+# --- Invitations to the logged-in user ------------------------------------------------------
+
+
+@require_GET
+@login_required
+def invitation_list(request: HttpRequest) -> HttpResponse:
+    invitations = invitations_for(request.user).order_by("-created_at", "-pk")
+    return render(request, "console/invitations.html", {"invitations": invitations})
+
+
+@require_POST
+@login_required
+def invitation_accept(request: HttpRequest) -> HttpResponse:
+    invitation = _get_invitation(request, invitations_for(request.user))
+    organization = invitation.organization
+    accepted = act(
+        request,
+        lambda: services.invitation_accept(
+            invitation=invitation, user=request.user, actor=console_actor(request)
+        ),
+        f"You joined {organization.name} as {invitation.role}.",
+    )
+    if not accepted:
+        return redirect("console:invitation_list")
+    request.session[SESSION_ORG] = organization.slug
+    return redirect("dashboard")
+
+
+@require_POST
+@login_required
+def invitation_decline(request: HttpRequest) -> HttpResponse:
+    invitation = _get_invitation(request, invitations_for(request.user))
+    act(
+        request,
+        lambda: services.invitation_decline(
+            invitation=invitation, user=request.user, actor=console_actor(request)
+        ),
+        f"You declined the invitation to {invitation.organization.name}.",
+    )
+    return redirect("console:invitation_list")
