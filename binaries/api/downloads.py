@@ -7,12 +7,13 @@ from binaries import downloads, selectors
 from binaries.api.auth import api_context
 from binaries.api.schemas import ERRORS, GONE_ERRORS, DownloadCounts, DownloadUrlOut
 from binaries.serializers import iso
+from peridio_console.accounts.throttle import client_address
 
 router = Router(tags=["downloads"])
 
 
 def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    return client_address(request) or None
 
 
 @router.get("/binaries/{prn}/download_url", response={200: DownloadUrlOut, **GONE_ERRORS})
