@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 SEED = os.environ.get("FUZZ_SEED")  # unset: derandomized, the same cases every run
-BUDGET_SECONDS = float(os.environ.get("FUZZ_BUDGET_SECONDS", "150"))
+# A guard against a run that hangs, not a speed goal: alone it takes 80-95 s here, and beside
+# another xdist worker (or other load) on 2 cores it has taken over 150 s.
+BUDGET_SECONDS = float(os.environ.get("FUZZ_BUDGET_SECONDS", "400"))
 
 CHECK_NAMES = [
     "not_a_server_error",
