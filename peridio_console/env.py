@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -80,3 +81,23 @@ def secret_key(var_dir: Path, *, debug: bool) -> str:
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def settings_error() -> str | None:
+    """`Configuration error: <the one sentence>` when the settings do not load, else None."""
+    from django.conf import settings
+
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 - reading one setting imports the module
+    except ImproperlyConfigured as exc:
+        return f"Configuration error: {exc}"
+    return None
+
+
+def load_settings_or_exit() -> None:
+    """Load the settings now; a bad value prints its one sentence on stderr and exits 2, without
+    a traceback (manage.py, the WSGI module and gunicorn.conf.py call this first)."""
+    error = settings_error()
+    if error:
+        print(error, file=sys.stderr)
+        raise SystemExit(2)

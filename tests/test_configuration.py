@@ -1,0 +1,108 @@
+"""One sentence (no traceback) for a bad setting from manage.py, `check --deploy` and gunicorn."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.server_helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- One sentence, no traceback -----------------------------------------------------------
+
+
+def _environment(tmp_path: Path, **env: str) -> dict[str, str]:
+    """Like a fresh shell: none of the suite's settings, a VAR_DIR of the test's own."""
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "CELERY_", "STORAGE_", "DATABASE_", "CACHE_", "PYTEST_"))
+        and k not in ("DEBUG", "SECRET_KEY", "PORT", "METRICS_TOKEN", "DJANGO_SETTINGS_MODULE")
+    }
+    environment["VAR_DIR"] = str(tmp_path / "var")
+    environment.update(env)
+    return environment
+
+
+def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=_environment(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "env", "sentence"),
+    [
+        pytest.param(
+            ["check", "--deploy"],
+            {},
+            "SECRET_KEY must be set when DEBUG is off (generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`).",
+            id="check-deploy-secret-key",
+        ),
+        pytest.param(
+            ["create_org", "Acme", "--admin", "alice"],
+            {"DEBUG": "sometimes"},
+            "DEBUG must be one of true/false, yes/no, on/off or 1/0; got 'sometimes'.",
+            id="debug",
+        ),
+    ],
+)
+def test_it_stops_on_a_bad_setting_with_one_sentence(tmp_path, args, env, sentence):
+    done = _manage(tmp_path, *args, **env)
+
+    assert done.returncode == 2
+    assert done.stderr == f"Configuration error: {sentence}\n"
+    assert done.stdout == ""
+
+
+def _gunicorn(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            *args,
+            "peridio_console.wsgi",
+            "--bind",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,
+        env=_environment(tmp_path, DEBUG="false"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_it_stops_gunicorn_on_a_bad_setting_before_any_worker_starts(tmp_path):
+    done = _gunicorn(tmp_path, "--workers", "4")  # gunicorn.conf.py, read from ROOT
+
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "Configuration error: SECRET_KEY must be set when DEBUG is off (generate one with"
+    )
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_it_stops_gunicorn_started_without_its_config_file(tmp_path):
+    # Without gunicorn.conf.py the worker finds the error; gunicorn stops instead of starting
+    # workers again for ever.
+    (tmp_path / "empty.conf.py").write_text("")
+
+    done = _gunicorn(tmp_path, "--config", str(tmp_path / "empty.conf.py"), "--workers", "1")
+
+    assert done.returncode == 4
+    assert "Traceback" not in done.stderr
+    assert "Configuration error: SECRET_KEY must be set when DEBUG is off" in done.stderr
+    assert "Reason: App failed to load." in done.stderr
