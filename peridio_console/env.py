@@ -83,6 +83,31 @@ def secret_key(var_dir: Path, *, debug: bool) -> str:
     return path.read_text().strip()
 
 
+def read_env_file(path: Path) -> None:
+    """`NAME=value` lines of a local install's settings file (var/env, written by the first
+    `make run`), applied under the environment: a variable already set wins."""
+    if not path.is_file():
+        return
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name.isidentifier():
+            raise ImproperlyConfigured(
+                f"{path} line {number} must look like NAME=value; got {raw.strip()!r}."
+            )
+        if name == "VAR_DIR":
+            raise ImproperlyConfigured(
+                f"{path} line {number} cannot set VAR_DIR: that file is read from VAR_DIR."
+            )
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if not os.environ.get(name, "").strip():  # empty counts as unset, as everywhere
+            os.environ[name] = value
+
+
 def settings_error() -> str | None:
     """`Configuration error: <the one sentence>` when the settings do not load, else None."""
     from django.conf import settings

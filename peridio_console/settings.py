@@ -13,11 +13,16 @@ from peridio_console.env import (
     env_int,
     env_list,
     env_str,
+    read_env_file,
     secret_key,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
+# The first `make run` writes var/env (DEBUG=true): manage.py run by hand in this checkout then
+# gets the same settings and the same generated var/secret_key. The environment still wins; a
+# machine without that file (production) gets none of it.
+read_env_file(VAR_DIR / "env")
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = secret_key(VAR_DIR, debug=DEBUG)

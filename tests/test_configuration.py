@@ -1,4 +1,5 @@
-"""One sentence (no traceback) for a bad setting from manage.py, `check --deploy` and gunicorn."""
+"""The local install's var/env, and one sentence (no traceback) for a bad setting
+from manage.py, `check --deploy` and gunicorn."""
 
 import os
 import subprocess
@@ -6,10 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 
+from peridio_console.env import read_env_file
 from tests.server_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+VAR = "PERIDIO_TEST_FROM_FILE"
 
 
 # --- One sentence, no traceback -----------------------------------------------------------
@@ -106,3 +110,78 @@ def test_it_stops_gunicorn_started_without_its_config_file(tmp_path):
     assert "Traceback" not in done.stderr
     assert "Configuration error: SECRET_KEY must be set when DEBUG is off" in done.stderr
     assert "Reason: App failed to load." in done.stderr
+
+
+# --- var/env ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env_file(tmp_path, monkeypatch):
+    for name in (VAR, f"{VAR}_2", f"{VAR}_3"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test, whatever is read
+    return tmp_path / "env"
+
+
+def test_it_reads_a_local_env_file_under_the_environment(env_file, monkeypatch):
+    monkeypatch.setenv(f"{VAR}_2", "from the environment")
+    monkeypatch.setenv(f"{VAR}_3", "  ")  # empty counts as unset, as everywhere
+    env_file.write_text(
+        f"# a comment\n\n{VAR}=true\n{VAR}_2=from the file\n {VAR}_3 = 'quoted value' \n"
+    )
+
+    read_env_file(env_file)
+
+    assert os.environ[VAR] == "true"
+    assert os.environ[f"{VAR}_2"] == "from the environment"
+    assert os.environ[f"{VAR}_3"] == "quoted value"
+
+
+def test_it_does_without_an_env_file(env_file):
+    read_env_file(env_file)
+
+    assert VAR not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("DEBUG", "line 2 must look like NAME=value; got 'DEBUG'."),
+        ("export DEBUG=true", "line 2 must look like NAME=value; got 'export DEBUG=true'."),
+        ("VAR_DIR=/srv", "line 2 cannot set VAR_DIR: that file is read from VAR_DIR."),
+    ],
+)
+def test_it_refuses_an_env_file_line_it_cannot_read(env_file, line, message):
+    env_file.write_text(f"{VAR}=1\n{line}\n")
+
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        read_env_file(env_file)
+
+    assert str(excinfo.value) == f"{env_file} {message}"
+
+
+@pytest.mark.slow
+def test_it_uses_the_local_install_s_env_file_and_lets_the_environment_win(tmp_path):
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "env").write_text("DEBUG=true\n")
+
+    local = _manage(tmp_path, "check")
+    production = _manage(tmp_path, "check", DEBUG="false")
+
+    assert local.returncode == 0, local.stderr
+    assert (tmp_path / "var" / "secret_key").exists()
+    assert production.returncode == 2
+    assert production.stderr.startswith("Configuration error: SECRET_KEY must be set")
+
+
+@pytest.mark.slow
+def test_it_stops_on_a_bad_env_file_line_with_one_sentence(tmp_path):
+    (tmp_path / "var").mkdir()
+    env_file = tmp_path / "var" / "env"
+    env_file.write_text("DEBUG=true\nnonsense\n")
+
+    done = _manage(tmp_path, "check")
+
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"Configuration error: {env_file} line 2 must look like NAME=value; got 'nonsense'.\n"
+    )
