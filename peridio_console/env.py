@@ -4,6 +4,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -106,6 +107,38 @@ def read_env_file(path: Path) -> None:
             value = value[1:-1]
         if not os.environ.get(name, "").strip():  # empty counts as unset, as everywhere
             os.environ[name] = value
+
+
+CACHE_SCHEMES = ("redis://", "rediss://", "file://", "locmem://")
+
+
+def cache_from_url(url: str, var_dir: Path) -> dict[str, Any]:
+    """CACHE_URL as Django's cache settings: Redis shared by several machines, a folder shared
+    by the processes of one (the embedded default, under var/), or one process's memory."""
+    if not url:
+        url = "file://"
+    if url.startswith(("redis://", "rediss://")):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            # A Redis that is down fails a request in seconds instead of hanging it.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    if url.startswith("file://"):
+        folder = url.removeprefix("file://") or str(var_dir / "cache")
+        return {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(Path(folder).resolve()),
+        }
+    if url.startswith("locmem://"):
+        return {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": url.removeprefix("locmem://"),
+        }
+    raise ImproperlyConfigured(
+        f"CACHE_URL must start with {', '.join(CACHE_SCHEMES[:-1])} or {CACHE_SCHEMES[-1]}; "
+        f"got {url!r}."
+    )
 
 
 def settings_error() -> str | None:

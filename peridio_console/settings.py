@@ -8,6 +8,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from peridio_console.env import (
+    cache_from_url,
     env_bool,
     env_choice,
     env_int,
@@ -260,13 +261,9 @@ SESSION_COOKIE_HTTPONLY = True
 CSP_CONNECT_SRC = env_list("CSP_CONNECT_SRC", [])
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, minimum=1)
-CACHES = {
-    "default": {
-        # Shared by the web processes on one machine: login throttling counts across them.
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": str(VAR_DIR / "cache"),
-    }
-}
+# Log-in throttling counts here. The file cache under var/ is shared by the processes of one
+# machine; several web machines need CACHE_URL=redis://... to count together.
+CACHES = {"default": cache_from_url(env_str("CACHE_URL", ""), VAR_DIR)}
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

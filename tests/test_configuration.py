@@ -1,4 +1,4 @@
-"""The local install's var/env, and one sentence (no traceback) for a bad setting
+"""CACHE_URL, the local install's var/env, and one sentence (no traceback) for a bad setting
 from manage.py, `check --deploy` and gunicorn."""
 
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from peridio_console.env import read_env_file
+from peridio_console.env import cache_from_url, read_env_file
 from tests.server_helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,13 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
             {"DEBUG": "sometimes"},
             "DEBUG must be one of true/false, yes/no, on/off or 1/0; got 'sometimes'.",
             id="debug",
+        ),
+        pytest.param(
+            ["check"],
+            {"DEBUG": "true", "CACHE_URL": "memcached://127.0.0.1:11211"},
+            "CACHE_URL must start with redis://, rediss://, file:// or locmem://; "
+            "got 'memcached://127.0.0.1:11211'.",
+            id="check-cache-url",
         ),
     ],
 )
@@ -185,3 +192,59 @@ def test_it_stops_on_a_bad_env_file_line_with_one_sentence(tmp_path):
     assert done.stderr == (
         f"Configuration error: {env_file} line 2 must look like NAME=value; got 'nonsense'.\n"
     )
+
+
+# --- CACHE_URL ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "backend", "location"),
+    [
+        ("", "filebased.FileBasedCache", "{var}/cache"),
+        ("file://", "filebased.FileBasedCache", "{var}/cache"),
+        ("file:///srv/peridio/cache", "filebased.FileBasedCache", "/srv/peridio/cache"),
+        ("redis://10.0.0.7:6379/1", "redis.RedisCache", "redis://10.0.0.7:6379/1"),
+        ("rediss://:pw@cache.example.com:6380/0", "redis.RedisCache", None),
+        ("locmem://", "locmem.LocMemCache", ""),
+        ("locmem://tests", "locmem.LocMemCache", "tests"),
+    ],
+)
+def test_it_reads_the_cache_url(tmp_path, url, backend, location):
+    config = cache_from_url(url, tmp_path)
+
+    assert config["BACKEND"] == f"django.core.cache.backends.{backend}"
+    expected = url if location is None else location.format(var=tmp_path)
+    assert config["LOCATION"] == expected
+
+
+def test_it_gives_redis_short_timeouts(tmp_path):
+    options = cache_from_url("redis://127.0.0.1:6379/0", tmp_path)["OPTIONS"]
+
+    assert options == {"socket_connect_timeout": 2, "socket_timeout": 2}
+
+
+@pytest.mark.parametrize("url", ["memcached://127.0.0.1:11211", "redis:/x", "/var/cache"])
+def test_it_refuses_a_cache_url_it_cannot_read(tmp_path, url):
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        cache_from_url(url, tmp_path)
+
+    assert str(excinfo.value) == (
+        f"CACHE_URL must start with redis://, rediss://, file:// or locmem://; got {url!r}."
+    )
+
+
+def test_it_shares_the_cache_through_redis(settings):
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": cache_from_url("redis://127.0.0.1:6379/15", Path("unused"))}
+    cache = caches.create_connection("default")
+    try:
+        cache.set("shared", 1)
+    except Exception as exc:  # redis-py's ConnectionError
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            raise
+        pytest.skip(f"needs Redis on 127.0.0.1:6379 ({exc})")
+    other = caches.create_connection("default")  # as another machine would
+    assert other.incr("shared") == 2
+    assert cache.get("shared") == 2
+    cache.delete("shared")
