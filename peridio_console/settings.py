@@ -48,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "peridio_console.health.ProbeMiddleware",  # first: probes come by address over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "peridio_console.middleware.SecurityHeadersMiddleware",
     "peridio_console.middleware.DatabaseErrorMiddleware",
@@ -109,6 +110,9 @@ def _database() -> dict[str, Any]:
     elif engine == "django.db.backends.postgresql":
         config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
         config["CONN_HEALTH_CHECKS"] = True
+        # An unreachable server fails a request (and /readyz) in seconds, not after the
+        # system's TCP time-out of minutes.
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     else:
         raise ImproperlyConfigured(
             f"DATABASE_URL must point at SQLite or PostgreSQL; got engine {engine}."
@@ -264,6 +268,17 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, mini
 # Log-in throttling counts here. The file cache under var/ is shared by the processes of one
 # machine; several web machines need CACHE_URL=redis://... to count together.
 CACHES = {"default": cache_from_url(env_str("CACHE_URL", ""), VAR_DIR)}
+
+# --- Health and metrics (peridio_console/health.py) -------------------------------------
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN:
+    if len(METRICS_TOKEN) < 16:
+        raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long.")
+    # Gunicorn's and Celery's processes each count; prometheus_client adds their files up. It
+    # reads this variable when first imported, which is after the settings.
+    _metrics_dir = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)

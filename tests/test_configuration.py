@@ -67,6 +67,12 @@ def _manage(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
             "got 'memcached://127.0.0.1:11211'.",
             id="check-cache-url",
         ),
+        pytest.param(
+            ["migrate"],
+            {"DEBUG": "true", "METRICS_TOKEN": "short"},
+            "METRICS_TOKEN must be at least 16 characters long.",
+            id="migrate-metrics-token",
+        ),
     ],
 )
 def test_it_stops_on_a_bad_setting_with_one_sentence(tmp_path, args, env, sentence):
