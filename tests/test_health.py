@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from binaries.models import Binary
 from peridio_console import health
 from tests.factories import binary_in_state
-from tests.server_helpers import free_port
+from tests.server_helpers import Gunicorn, free_port, server_env
 from tests.upload_helpers import declare, put_bytes, random_bytes, sha256
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,19 +105,8 @@ def _closed_port() -> int:
 
 
 def _ready_in_subprocess(tmp_path: Path, **env: str) -> tuple[int, dict, float]:
-    environment = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "CELERY_", "STORAGE_", "DATABASE_", "CACHE_", "PYTEST_"))
-        and k not in ("SECRET_KEY", "METRICS_TOKEN", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    environment.update(
-        DEBUG="true",
-        VAR_DIR=str(tmp_path / "var"),
-        DJANGO_SETTINGS_MODULE="peridio_console.settings",
-        LOG_LEVEL="ERROR",
-    )
-    environment.update(env)
+    sqlite = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    environment = server_env(tmp_path / "var", sqlite, LOG_LEVEL="ERROR", **env)
     code = (
         "import django, json, time; django.setup()\n"
         "from django.test import Client\n"
@@ -309,61 +297,24 @@ def test_it_counts_upload_bytes_and_verifications(
 
 @pytest.mark.slow
 def test_it_adds_up_the_counts_of_every_gunicorn_worker(tmp_path):
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "CELERY_", "STORAGE_", "DATABASE_", "CACHE_", "PYTEST_"))
-        and k not in ("SECRET_KEY", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    env.update(
-        DEBUG="true",
-        VAR_DIR=str(tmp_path / "var"),
+    env = server_env(
+        tmp_path / "var",
+        f"sqlite:///{tmp_path / 'db.sqlite3'}",  # never migrated
         METRICS_TOKEN=TOKEN,
-        DJANGO_SETTINGS_MODULE="peridio_console.settings",
-        LOG_LEVEL="WARNING",
+        # A worker is replaced after 4 requests: the 6 below are served by at least two
+        # processes, one of them gone by the time /metrics is read. Preloaded, a replacement
+        # is a fork, not another Django start-up.
+        GUNICORN_CMD_ARGS="--max-requests 4 --preload",
     )
-    log = tmp_path / "gunicorn.log"
-    with open(log, "wb") as output:
-        server = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "gunicorn"),
-                "peridio_console.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                # A worker is replaced after 4 requests: the 6 below are served by at least
-                # two processes, one of them gone by the time /metrics is read. Preloaded, a
-                # replacement is a fork, not another Django start-up.
-                "--max-requests",
-                "4",
-                "--preload",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    server = Gunicorn(env, tmp_path / "gunicorn.log", workers=2, threads=1).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log.read_text()
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
         for _ in range(6):
-            assert httpx.get(f"{url}/v1/nothing-here", timeout=30).status_code == 404
+            assert httpx.get(f"{server.url}/v1/nothing-here", timeout=30).status_code == 404
         answer = httpx.get(
-            f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
         )
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        server.stop()
 
     assert answer.status_code == 200, answer.text
     samples = {
