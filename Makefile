@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 export PORT
+VAR_DIR ?= var
 
 .PHONY: run test install lint typecheck pytest clean tools
 
@@ -18,11 +19,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-run: install
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py bootstrap
-	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py serve
+# This checkout is a development install: settings read var/env under the environment, so
+# manage.py typed by hand gets what `make run` gets (and the same generated var/secret_key).
+$(VAR_DIR)/env:
+	mkdir -p $(VAR_DIR)
+	(umask 077 && printf '%s\n' \
+	  '# Written by the first `make run`: settings for this local install, read under the' \
+	  '# environment (a variable set there wins). A production machine has no such file.' \
+	  'DEBUG=true' > $@)
+
+run: install $(VAR_DIR)/env
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py bootstrap
+	$(BIN)/python manage.py serve
 
 lint: install
 	$(BIN)/ruff check .

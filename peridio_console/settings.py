@@ -8,11 +8,13 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from peridio_console.env import (
+    cache_from_url,
     env_bool,
     env_choice,
     env_int,
     env_list,
     env_str,
+    read_env_file,
     secret_key,
 )
 
@@ -23,6 +25,11 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var"))).resolve()
 # Settings are the first thing each of them loads (manage.py, wsgi/asgi, the Celery app, and
 # the children of `serve`); peridio_console/checks.py refuses secrets made before this.
 os.umask(0o077)
+
+# The first `make run` writes var/env (DEBUG=true): manage.py run by hand in this checkout then
+# gets the same settings and the same generated var/secret_key. The environment still wins; a
+# machine without that file (production) gets none of it.
+read_env_file(VAR_DIR / "env")
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = secret_key(VAR_DIR, debug=DEBUG)
@@ -47,6 +54,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "peridio_console.health.ProbeMiddleware",  # first: probes come by address over plain HTTP
     "django.middleware.security.SecurityMiddleware",
     "peridio_console.middleware.SecurityHeadersMiddleware",
     "peridio_console.middleware.DatabaseErrorMiddleware",
@@ -109,6 +117,9 @@ def _database() -> dict[str, Any]:
     elif engine == "django.db.backends.postgresql":
         config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
         config["CONN_HEALTH_CHECKS"] = True
+        # An unreachable server fails a request (and /readyz) in seconds, not after the
+        # system's TCP time-out of minutes.
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
     else:
         raise ImproperlyConfigured(
             f"DATABASE_URL must point at SQLite or PostgreSQL; got engine {engine}."
@@ -269,13 +280,20 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("LOGIN_FAILURE_WINDOW_SECONDS", 900, mini
 # connect directly and REMOTE_ADDR is theirs; any X-Forwarded-For they send is ignored. N: the
 # client's address is the Nth entry from the right (log-in throttling, audit events).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
-CACHES = {
-    "default": {
-        # Log-in failures are not counted here: the database counts them atomically.
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": str(VAR_DIR / "cache"),
-    }
-}
+# Log-in failures are not counted in the cache (the database counts them atomically). The file
+# cache under var/ serves one machine; several web machines share CACHE_URL=redis://...
+CACHES = {"default": cache_from_url(env_str("CACHE_URL", ""), VAR_DIR)}
+
+# --- Health and metrics (peridio_console/health.py) -------------------------------------
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+if METRICS_TOKEN:
+    if len(METRICS_TOKEN) < 16:
+        raise ImproperlyConfigured("METRICS_TOKEN must be at least 16 characters long.")
+    # Gunicorn's and Celery's processes each count; prometheus_client adds their files up. It
+    # reads this variable when first imported, which is after the settings.
+    _metrics_dir = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))).resolve()
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
