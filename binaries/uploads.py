@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from binaries import content, lifecycle, storage
@@ -29,6 +30,9 @@ from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
+
+# The running totals of a binary whose parts are all removed (with the parts, in one transaction).
+_NO_PARTS = {"parts_count": 0, "parts_bytes": 0, "parts_max_index": 0}
 
 
 @dataclass
@@ -72,6 +76,42 @@ def _adopt_expected_size(binary: Binary, expected: Any) -> None:
             f"expected_binary_size is {expected} but the binary was declared with size "
             f"{binary.size}; they must match.",
             field="expected_binary_size",
+        )
+
+
+@dataclass(frozen=True)
+class _PartsSoFar:
+    """The binary as a declaration of part `index` finds it, read in one query: its size, the
+    running totals of its other parts, and part `index`'s size as declared so far (None while
+    it is new)."""
+
+    binary_size: int | None
+    others_count: int
+    others_bytes: int
+    max_index: int
+    old_size: int | None
+
+    @classmethod
+    def read(cls, binary: Binary, index: int) -> "_PartsSoFar":
+        """In one statement, so one snapshot of both rows. Refuses (invalid_state) when the
+        binary is no longer uploadable."""
+        own = BinaryPart.objects.filter(binary=OuterRef("pk"), index=index).values("size")
+        state, size, count, total, max_index, old_size = (
+            Binary.objects.filter(pk=binary.pk)
+            .values_list(
+                "state", "size", "parts_count", "parts_bytes", "parts_max_index", Subquery(own)
+            )
+            .get()
+        )
+        if state != State.UPLOADABLE:
+            binary.refresh_from_db()
+            _require_uploadable(binary, "parts can be uploaded")
+        return cls(
+            binary_size=size,
+            others_count=count - (old_size is not None),
+            others_bytes=total - (old_size or 0),
+            max_index=max_index,
+            old_size=old_size,
         )
 
 
@@ -149,6 +189,9 @@ def part_declare(
             if not list(uploadable):
                 binary.refresh_from_db()
                 _require_uploadable(binary, "parts can be uploaded")
+            # Read in a statement of its own: on PostgreSQL a statement that waited for a
+            # lock sees the locked row as it is now but other rows as they were before.
+            so_far = _PartsSoFar.read(binary, index)
             part, _ = BinaryPart.objects.update_or_create(
                 binary=binary,
                 index=index,
@@ -160,6 +203,11 @@ def part_declare(
                     "last_error": "",
                     "updated_at": timezone.now(),
                 },
+            )
+            Binary.objects.filter(pk=binary.pk).update(
+                parts_count=so_far.others_count + 1,
+                parts_bytes=so_far.others_bytes + size,
+                parts_max_index=max(so_far.max_index, index),
             )
             if in_place:
                 _invalidate_moved_parts(binary)
@@ -348,6 +396,7 @@ def reset(
                 "hashing_started_at": None,
                 "hashing_heartbeat_at": None,
                 "upload_id": None,
+                **_NO_PARTS,
             },
             details={"error": last_error} if last_error else None,
             after_commit=lambda: content.discard_now_or_later(snapshot),
@@ -375,7 +424,7 @@ def discard_upload(
         rows = Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE)
         if untouched_since is not None:
             rows = rows.filter(updated_at=untouched_since)
-        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now()):
+        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now(), **_NO_PARTS):
             return None
         count = BinaryPart.objects.filter(binary=binary).count()
         BinaryPart.objects.filter(binary=binary).delete()
