@@ -5,6 +5,8 @@ that brought them fills them for binaries that already had parts."""
 
 import random
 import re
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -16,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from binaries import moves, services, storage, uploads
 from binaries.models import Binary, BinaryPart, PartState
 from peridio_console.core.errors import InvalidInput
+from tests.test_migrations import migrate
 from tests.upload_helpers import MiB, declare, put_bytes, random_bytes
 
 URL = "http://testserver/"
@@ -161,10 +164,65 @@ def test_it_checks_the_totals_again_under_the_lock(backend, version, actor, monk
     assert totals(binary) == (1, 5 * MiB + 1, 1)
 
 
-def migrate(*target: tuple[str, str]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(list(target))
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+def test_it_reads_the_part_after_waiting_for_the_lock(backend, version, actor, monkeypatch):
+    """Two first declarations of one part: the second waits for the binary's row while the
+    first inserts the part. It must then see both the totals and the part as the first left
+    them; read in the statement that waited, PostgreSQL showed it the new totals but not the
+    new part, and it refused the part as making the binary twice its size."""
+    binary = sized(version, actor, 5 * MiB)
+    real_update_or_create = BinaryPart.objects.update_or_create
+    inserted, go_on = threading.Event(), threading.Event()
+
+    def first_holds_its_lock(*args, **kwargs):
+        made = real_update_or_create(*args, **kwargs)
+        if not inserted.is_set():
+            inserted.set()
+            go_on.wait(timeout=30)
+        return made
+
+    monkeypatch.setattr(BinaryPart.objects, "update_or_create", first_holds_its_lock)
+    results: dict[str, object] = {}
+
+    def declaration(name: str) -> None:
+        try:
+            results[name] = declare_size(Binary.objects.get(pk=binary.pk), 1, 5 * MiB)
+        except Exception as exc:
+            results[name] = exc
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=declaration, args=("first",))
+    first.start()
+    assert inserted.wait(timeout=30)
+    second = threading.Thread(target=declaration, args=("second",))
+    second.start()
+    waiting_for_a_lock()
+    go_on.set()
+    first.join(timeout=30)
+    second.join(timeout=30)
+
+    assert all(isinstance(r, uploads.DeclaredPart) for r in results.values()), results
+    assert totals(binary) == (1, 5 * MiB, 1) == counted(binary)
+
+
+def waiting_for_a_lock() -> None:
+    """Until another session waits for a row lock (PostgreSQL); on SQLite a moment."""
+    if connection.vendor != "postgresql":
+        time.sleep(0.3)
+        return
+    deadline = time.monotonic() + 30
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT 1 FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchall():
+                return
+            time.sleep(0.02)
+    raise AssertionError("no session came to wait for the binary's row lock")
 
 
 @pytest.mark.django_db(transaction=True)
