@@ -101,6 +101,11 @@ class Binary(models.Model):
     content_deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The object store's multipart upload in progress (S3), if any.
     upload_id = models.CharField(max_length=1024, null=True, blank=True, editable=False)
+    # Running totals of the parts declared so far, kept by uploads.part_declare under this
+    # row's lock (and zeroed with the parts), so that a declaration reads no other part.
+    parts_count = models.PositiveIntegerField(default=0, editable=False)
+    parts_bytes = models.PositiveBigIntegerField(default=0, editable=False)
+    parts_max_index = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -118,6 +123,10 @@ class Binary(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(state__in=State.values), name="binary_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(parts_count__lte=models.F("parts_max_index")),
+                name="binary_parts_count_within_max_index",
             ),
         ]
         indexes = [

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from binaries import content, lifecycle, storage
@@ -29,6 +30,9 @@ from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
+
+# The running totals of a binary whose parts are all removed (with the parts, in one transaction).
+_NO_PARTS = {"parts_count": 0, "parts_bytes": 0, "parts_max_index": 0}
 
 
 @dataclass
@@ -75,29 +79,67 @@ def _adopt_expected_size(binary: Binary, expected: Any) -> None:
         )
 
 
-def _check_part_fits(binary: Binary, index: int, size: int, others: list[BinaryPart]) -> None:
+@dataclass(frozen=True)
+class _PartsSoFar:
+    """The binary as a declaration of part `index` finds it, read in one query: its size, the
+    running totals of its other parts, and part `index`'s size as declared so far (None while
+    it is new)."""
+
+    binary_size: int | None
+    others_count: int
+    others_bytes: int
+    max_index: int
+    old_size: int | None
+
+    @classmethod
+    def read(cls, binary: Binary, index: int) -> "_PartsSoFar":
+        """In one statement, so one snapshot of both rows. Refuses (invalid_state) when the
+        binary is no longer uploadable."""
+        own = BinaryPart.objects.filter(binary=OuterRef("pk"), index=index).values("size")
+        state, size, count, total, max_index, old_size = (
+            Binary.objects.filter(pk=binary.pk)
+            .values_list(
+                "state", "size", "parts_count", "parts_bytes", "parts_max_index", Subquery(own)
+            )
+            .get()
+        )
+        if state != State.UPLOADABLE:
+            binary.refresh_from_db()
+            _require_uploadable(binary, "parts can be uploaded")
+        return cls(
+            binary_size=size,
+            others_count=count - (old_size is not None),
+            others_bytes=total - (old_size or 0),
+            max_index=max_index,
+            old_size=old_size,
+        )
+
+
+def _check_part_fits(so_far: _PartsSoFar, index: int, size: int) -> None:
     if size > MAX_PART_SIZE:
         raise InvalidInput(
             f"A part can be at most 5 GiB ({MAX_PART_SIZE} bytes); got {size}.", field="size"
         )
-    if binary.size is None:
+    if so_far.binary_size is None:
         return
-    other_total = sum(p.size for p in others)
-    if other_total + size > binary.size:
+    total = so_far.others_bytes + size
+    if total > so_far.binary_size:
         raise InvalidInput(
-            f"Part {index} of {size} bytes would make the parts {other_total + size} bytes in "
-            f"all, more than the binary's declared size of {binary.size}.",
+            f"Part {index} of {size} bytes would make the parts {total} bytes in all, more "
+            f"than the binary's declared size of {so_far.binary_size}.",
             field="size",
         )
-    if size < MIN_PART_SIZE:
-        lower = [p for p in others if p.index < index]
-        ends = len(lower) == index - 1 and sum(p.size for p in lower) + size == binary.size
-        if any(p.index > index for p in others) or (len(lower) == index - 1 and not ends):
-            raise InvalidInput(
-                f"Part {index} is {size} bytes; every part but the last must be at least "
-                f"{_mib(MIN_PART_SIZE)} ({MIN_PART_SIZE} bytes).",
-                field="size",
-            )
+    # A short part must be the last: none above it, and where every part below it is
+    # declared (with none above, those are all the others) it must end the binary.
+    every_lower_declared = so_far.others_count == index - 1
+    if size < MIN_PART_SIZE and (
+        so_far.max_index > index or (every_lower_declared and total != so_far.binary_size)
+    ):
+        raise InvalidInput(
+            f"Part {index} is {size} bytes; every part but the last must be at least "
+            f"{_mib(MIN_PART_SIZE)} ({MIN_PART_SIZE} bytes).",
+            field="size",
+        )
 
 
 def _offsets(parts: list[BinaryPart]) -> dict[int, int | None]:
@@ -124,15 +166,20 @@ def part_declare(
     expected_binary_size: Any = None,
     base_url: str,
 ) -> DeclaredPart:
-    """Declare (or re-declare) part `index`, and give the URL its bytes go to."""
+    """Declare (or re-declare) part `index`, and give the URL its bytes go to.
+
+    Constant work whatever the number of parts: the checks read the totals kept on the
+    binary's row and this part's own row. Only a re-declaration that changes a part's size
+    visits other parts: those above it written in place (filesystem backend)."""
     index = clean_index(index)
     digest = clean_hash(hash)
     size = clean_size(size)
     _require_uploadable(binary, "parts can be uploaded")
     if expected_binary_size is not None:
         _adopt_expected_size(binary, expected_binary_size)
-    others = list(binary.parts.exclude(index=index))
-    _check_part_fits(binary, index, size, others)
+    # Checked before the store is called (a refused part starts no upload), and again under
+    # the lock below: a declaration of another part may change the totals meanwhile.
+    _check_part_fits(_PartsSoFar.read(binary, index), index, size)
     backend = storage.get()
     backend.start_upload(binary)  # may call the object store: outside any transaction
     in_place = backend.name == "filesystem"
@@ -141,14 +188,11 @@ def part_declare(
             # Lock the binary row before any part row: declarations of different parts of
             # one binary then take their locks in one order (no deadlock on PostgreSQL), and
             # a concurrent move or reset (which updates this row first) waits or is waited on.
-            uploadable = (
-                Binary.objects.select_for_update()
-                .filter(pk=binary.pk, state=State.UPLOADABLE)
-                .values_list("pk", flat=True)
-            )
-            if not list(uploadable):
-                binary.refresh_from_db()
-                _require_uploadable(binary, "parts can be uploaded")
+            list(Binary.objects.select_for_update().filter(pk=binary.pk).values_list("pk"))
+            # Then read, in a statement of its own: on PostgreSQL a statement that waited for
+            # a lock sees the locked row as it is now but other rows as they were before.
+            so_far = _PartsSoFar.read(binary, index)
+            _check_part_fits(so_far, index, size)
             part, _ = BinaryPart.objects.update_or_create(
                 binary=binary,
                 index=index,
@@ -161,8 +205,13 @@ def part_declare(
                     "updated_at": timezone.now(),
                 },
             )
-            if in_place:
-                _invalidate_moved_parts(binary)
+            Binary.objects.filter(pk=binary.pk).update(
+                parts_count=so_far.others_count + 1,
+                parts_bytes=so_far.others_bytes + size,
+                parts_max_index=max(so_far.max_index, index),
+            )
+            if in_place and so_far.old_size not in (None, size):
+                _invalidate_moved_parts(binary, above=index)
             part.refresh_from_db()
     except IntegrityError:
         # Another request created this part at the same moment and it was gone again (a
@@ -177,19 +226,24 @@ def part_declare(
     return DeclaredPart(part=part, upload_url=url, expires_at=expires_at)
 
 
-def _invalidate_moved_parts(binary: Binary) -> None:
-    """A part written in place whose offset has moved (an earlier part changed size) must be
-    sent again: its bytes sit at the old offset."""
-    parts = list(BinaryPart.objects.select_for_update().filter(binary=binary).order_by("index"))
-    offsets = _offsets(parts)
-    for part in parts:
-        if part.offset is not None and offsets[part.index] != part.offset:
-            BinaryPart.objects.filter(pk=part.pk).update(
-                state=PartState.UPLOADABLE,
-                offset=None,
-                last_error=f"An earlier part changed size; upload part {part.index} again.",
-                token=secrets.token_hex(16),
-            )
+def _invalidate_moved_parts(binary: Binary, *, above: int) -> None:
+    """Part `above` changed size: each part above it written in place has moved (its bytes sit
+    at the old offset) and must be sent again. Only a part with every lower part declared is
+    written in place, and no part is removed alone, so a new part, or one re-declared with its
+    old size, moves none. Rare, so one row at a time, locked in index order."""
+    moved = (
+        BinaryPart.objects.select_for_update()
+        .filter(binary=binary, index__gt=above, offset__isnull=False)
+        .order_by("index")
+        .values_list("pk", "index")
+    )
+    for pk, index in moved:
+        BinaryPart.objects.filter(pk=pk).update(
+            state=PartState.UPLOADABLE,
+            offset=None,
+            last_error=f"An earlier part changed size; upload part {index} again.",
+            token=secrets.token_hex(16),
+        )
 
 
 def part_receive(*, token_payload: dict[str, Any], stream: Any, length: int) -> BinaryPart:
@@ -364,6 +418,7 @@ def reset(
                 "hashing_started_at": None,
                 "hashing_heartbeat_at": None,
                 "upload_id": None,
+                **_NO_PARTS,
             },
             details={"error": last_error} if last_error else None,
             after_commit=lambda: content.discard_now_or_later(snapshot),
@@ -390,7 +445,7 @@ def discard_upload(
         rows = Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE)
         if untouched_since is not None:
             rows = rows.filter(updated_at=untouched_since)
-        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now()):
+        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now(), **_NO_PARTS):
             return None
         count = BinaryPart.objects.filter(binary=binary).count()
         BinaryPart.objects.filter(binary=binary).delete()
