@@ -5,7 +5,8 @@ write and the final move are conditional on it, so a run that was reset or taken
 re-queued task stops without touching the row.
 
 A run's heartbeat (hashing_heartbeat_at) is written every PROGRESS_EVERY seconds while it
-reads, however slow each read is.
+reads, however slow each read is. A run whose heartbeat is older than
+HASHING_TAKEOVER_SECONDS died with its worker: a redelivered task takes it over.
 """
 
 import hashlib
@@ -95,30 +96,43 @@ def _paced_reader(stream: Any, budget_bytes_per_second: int | None):
 
 
 def _claim(binary: Binary) -> datetime | None:
-    """Move hashable -> hashing, or take over a re-queued hashing run. Returns the run's id."""
-    run = timezone.now()
-    fields = {"hashing_started_at": run, "hashing_heartbeat_at": run, "bytes_hashed": 0}
+    """Move hashable -> hashing, or take over a hashing run that died. Returns the run's id."""
     if binary.state == State.HASHABLE:
+        run = timezone.now()
         try:
-            lifecycle.transition(binary, to=State.HASHING, actor=VERIFIER, set_fields=fields)
+            lifecycle.transition(binary, to=State.HASHING, actor=VERIFIER, set_fields=_new_run(run))
         except lifecycle.TransitionRefused:
             return None
         return run
     if binary.state == State.HASHING:
-        # Take over only a run that has stopped making progress: a redelivered task must not
-        # restart a healthy run from zero.
-        stalled_before = run - timedelta(seconds=settings.HASHING_STALL_SECONDS)
-        taken = (
-            Binary.objects.filter(
-                pk=binary.pk, state=State.HASHING, hashing_started_at=binary.hashing_started_at
-            )
-            .filter(
-                Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=stalled_before)
-            )
-            .update(**fields)
-        )
-        return run if taken else None
+        return _take_over(binary)
     return None
+
+
+def _new_run(run: datetime) -> dict[str, Any]:
+    return {"hashing_started_at": run, "hashing_heartbeat_at": run, "bytes_hashed": 0}
+
+
+def _take_over(binary: Binary) -> datetime | None:
+    """Take over the run once its heartbeat is older than HASHING_TAKEOVER_SECONDS.
+
+    A task redelivered because its worker died arrives at once, while the dead run's last
+    heartbeat is still fresh: watch it for as long as it can take to go stale. One still
+    fresh after that was written since, by a live run in another worker: leave that run be.
+    """
+    limit = timedelta(seconds=settings.HASHING_TAKEOVER_SECONDS)
+    give_up = time.monotonic() + limit.total_seconds() + PROGRESS_EVERY
+    same_run = Binary.objects.filter(
+        pk=binary.pk, state=State.HASHING, hashing_started_at=binary.hashing_started_at
+    )
+    while True:
+        run = timezone.now()
+        stopped = Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=run - limit)
+        if same_run.filter(stopped).update(**_new_run(run)):
+            return run
+        if time.monotonic() >= give_up or not same_run.exists():
+            return None
+        time.sleep(PROGRESS_EVERY / 2)
 
 
 def verify(binary_id: int) -> str:

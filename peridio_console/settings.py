@@ -226,6 +226,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 HASHING_STALL_SECONDS = env_int("HASHING_STALL_SECONDS", 120, minimum=1)
+# A redelivered verification takes over a run whose heartbeat (every second) is this old.
+HASHING_TAKEOVER_SECONDS = env_int("HASHING_TAKEOVER_SECONDS", 5, minimum=2)
 HASHING_BYTES_PER_SECOND = env_int("HASHING_BYTES_PER_SECOND", 0, minimum=0)  # 0: no limit
 SCRUB_INTERVAL_SECONDS = env_int("SCRUB_INTERVAL_SECONDS", 7 * 86400, minimum=60)
 SCRUB_BYTES_PER_SECOND = env_int("SCRUB_BYTES_PER_SECOND", 50 * 1024 * 1024, minimum=0)

@@ -1,17 +1,28 @@
 """A worker lost mid-hash costs seconds, not minutes.
 
 A run writes its heartbeat every second while it reads, however slow the reads are, and stops
-when a read has brought nothing for HASHING_STALL_SECONDS (the sweeper's case).
+when a read has brought nothing for HASHING_STALL_SECONDS (the sweeper's case). A task
+delivered again because its worker died takes over a run whose heartbeat is older than
+HASHING_TAKEOVER_SECONDS, and leaves a live run (one that keeps beating) alone.
 """
 
+import contextlib
 import itertools
+import threading
 import time
+from collections.abc import Iterator
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from binaries import hashing, moves, tasks
-from binaries.models import Binary
+from binaries.models import Binary, BinaryEvent, State
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
+
+
+def moves_of(binary: Binary) -> list[tuple[str, str]]:
+    return [(e.from_state, e.to_state) for e in BinaryEvent.objects.filter(binary=binary)]
 
 
 def hashing_run(client, version, actor, data: bytes) -> Binary:
@@ -26,7 +37,28 @@ def hashing_run(client, version, actor, data: bytes) -> Binary:
     return Binary.objects.select_related("organization").get(pk=binary.pk)
 
 
-# --- The heartbeat, in process ---------------------------------------------------------------
+@contextlib.contextmanager
+def beating(binary: Binary, every: float) -> Iterator[None]:
+    """Another worker's live run: its heartbeat written every `every` seconds."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                Binary.objects.filter(pk=binary.pk).update(hashing_heartbeat_at=timezone.now())
+        finally:
+            connection.close()  # this thread's own
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+# --- The heartbeat and the take-over, in process ----------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -106,3 +138,44 @@ def test_it_stops_beating_when_a_read_hangs_so_the_sweeper_can_requeue(
     while_hung = [at for at, done in beats if done == 0]
     assert while_hung, beats  # beating until the stall delay...
     assert max(while_hung) < 2.6, beats  # ...and not after it, until the read returned
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+def test_a_redelivered_task_takes_over_a_run_whose_heartbeat_stopped(
+    client, backend, version, actor, settings
+):
+    settings.HASHING_TAKEOVER_SECONDS = 2
+    data = random_bytes(2 * MiB)
+    binary = hashing_run(client, version, actor, data)  # its heartbeat: just now
+    dead_run = binary.hashing_started_at
+    started = time.monotonic()
+
+    assert hashing.verify(binary.pk) == "signable"
+
+    waited = time.monotonic() - started
+    assert 1.5 <= waited < 2 + hashing.PROGRESS_EVERY + 1.5, waited
+    binary.refresh_from_db()
+    assert binary.hashing_started_at != dead_run
+    assert binary.verified_hash == sha256(data)
+    assert moves_of(binary)[1:] == [
+        ("uploadable", "hashable"),
+        ("hashable", "hashing"),
+        ("hashing", "signable"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+def test_a_redelivered_task_leaves_a_live_run_alone(client, backend, version, actor, settings):
+    settings.HASHING_TAKEOVER_SECONDS = 2
+    binary = hashing_run(client, version, actor, random_bytes(1000))
+    live_run = binary.hashing_started_at
+
+    with beating(binary, every=0.3):
+        assert hashing.verify(binary.pk) == "skipped (hashing)"
+
+    binary.refresh_from_db()
+    assert binary.state == State.HASHING
+    assert binary.hashing_started_at == live_run
+    assert moves_of(binary)[-1] == ("hashable", "hashing")
