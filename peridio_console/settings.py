@@ -218,6 +218,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # Look for new work every 0.1 s (default 1 s): verification starts at once.
         "polling_interval": 0.1,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Redis delivers an unacknowledged message again once its lease is this old. A live
+        # worker renews the lease of every message it holds each second (binaries/tasks.py),
+        # so a long verification is never delivered twice, and one whose worker was killed
+        # is delivered again within seconds (kombu's default, an hour, would strand it).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6, minimum=3),
+        # Every worker looks for expired leases each second (default: every 100 s).
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        # The lock around that look; a worker killed holding it must not stop it for minutes.
+        "unacked_mutex_expire": 10,
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

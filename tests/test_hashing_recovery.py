@@ -1,24 +1,47 @@
 """A worker lost mid-hash costs seconds, not minutes.
 
-A run writes its heartbeat every second while it reads, however slow the reads are, and stops
-when a read has brought nothing for HASHING_STALL_SECONDS (the sweeper's case). A task
+A run writes its heartbeat every second while it reads, however slow the reads are. A task
 delivered again because its worker died takes over a run whose heartbeat is older than
-HASHING_TAKEOVER_SECONDS, and leaves a live run (one that keeps beating) alone.
+HASHING_TAKEOVER_SECONDS, and leaves a live run (one that keeps beating) alone. Real workers on
+Redis and on RabbitMQ, killed mid-hash (the whole worker, or only its pool child): the binary
+is signable within GOAL_SECONDS of the kill, with one hashing -> signable move.
+
+`CI=true .venv/bin/pytest tests/test_hashing_recovery.py -k killed -s` prints each recovery time.
 """
 
 import contextlib
 import itertools
+import os
+import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 
+import psutil
 import pytest
 from django.db import connection
 from django.utils import timezone
 
-from binaries import hashing, moves, tasks
+from binaries import hashing, moves, services, tasks
 from binaries.models import Binary, BinaryEvent, State
+from tests.server_helpers import PrivateRedis
+from tests.test_hashing_worker import (  # noqa: F401  (the fixture and its helpers)
+    VERIFY_TIMEOUT,
+    Workers,
+    _forget_publishing_pools,
+    state_of,
+    store_parts,
+    workers,
+    write_random,
+)
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
+
+GOAL_SECONDS = 15.0  # from a worker's death to the binary signable
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def moves_of(binary: Binary) -> list[tuple[str, str]]:
@@ -179,3 +202,164 @@ def test_a_redelivered_task_leaves_a_live_run_alone(client, backend, version, ac
     assert binary.state == State.HASHING
     assert binary.hashing_started_at == live_run
     assert moves_of(binary)[-1] == ("hashable", "hashing")
+
+
+# --- Real workers killed mid-hash, on Redis and on RabbitMQ ----------------------------------
+
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+RECOVERY_SIZE = 24 * MiB
+RECOVERY_PART = 8 * MiB
+HASHING_PACE = 8 * MiB  # bytes per second: about 3 s of hashing, killed after the first second
+
+
+def unavailable(what: str) -> None:
+    if in_ci():
+        pytest.fail(f"CI needs {what} for this test")
+    pytest.skip(f"needs {what}")
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, tmp_path, settings, monkeypatch) -> Iterator[str]:
+    """A private redis-server, or the RabbitMQ at RABBITMQ_URL (each test has its own queue)."""
+    redis_server = None
+    if request.param == "redis":
+        if PrivateRedis.binary() is None:
+            unavailable("redis-server (apt-get install -y redis-server)")
+        redis_server = PrivateRedis(tmp_path / "redis.log").start()
+        url = redis_server.url
+    else:
+        from kombu import Connection
+
+        try:
+            with Connection(RABBITMQ_URL, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+        except Exception as exc:
+            unavailable(f"RabbitMQ at {RABBITMQ_URL} (set RABBITMQ_URL): {exc}")
+        url = RABBITMQ_URL
+    settings.CELERY_BROKER_URL = url
+    monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the settings
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    try:
+        yield request.param
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+        _forget_publishing_pools()
+
+
+@pytest.fixture
+def broker_workers(broker, request, settings) -> Iterator[Workers]:
+    running: Workers = request.getfixturevalue("workers")
+    yield running
+    if broker == "rabbitmq":  # a shared server: leave no queue behind
+        from kombu import Connection
+
+        running.stop_all()
+        with Connection(settings.CELERY_BROKER_URL) as conn:
+            conn.default_channel.queue_delete(running.queue)
+
+
+def verifying_worker(running: Workers):
+    """The worker process that received the verification."""
+    [owner] = [
+        proc
+        for proc, log in zip(running.procs, running.logs, strict=True)
+        if "binaries.tasks.verify_binary[" in log.read_text(errors="replace")
+    ]
+    return owner
+
+
+def pool_child(proc) -> psutil.Process:
+    [child] = psutil.Process(proc.pid).children()
+    return child
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+@pytest.mark.parametrize("killed", ["worker", "pool child"])
+def test_a_worker_killed_mid_hash_is_replaced_within_seconds(
+    backend, broker, broker_workers, version, actor, tmp_path, killed
+):
+    running = broker_workers
+    source = tmp_path / "firmware.img"
+    digest, part_hashes = write_random(source, RECOVERY_SIZE, RECOVERY_PART)
+    binary = services.binary_create(
+        artifact_version=version,
+        target="aarch64-linux-gnu",
+        actor=actor,
+        hash=digest,
+        size=RECOVERY_SIZE,
+    )
+    store_parts(binary, source, RECOVERY_PART, part_hashes)
+    source.unlink()
+    # Two workers of one process and one pool child each, hashing at a set pace.
+    pace = {"HASHING_BYTES_PER_SECOND": str(HASHING_PACE)}
+    for _ in range(2):
+        running.start(pool="prefork", **pace)
+
+    moves.mark_hashable(binary=binary, actor=actor)
+
+    running.wait_for(
+        lambda: Binary.objects.filter(pk=binary.pk, bytes_hashed__gt=0).exists(),
+        VERIFY_TIMEOUT,
+        "the first progress write",
+    )
+    owner = verifying_worker(running)
+    if killed == "worker":
+        running.kill(owner)  # kill -9 of its process group: the worker and its pool child
+    else:
+        pool_child(owner).send_signal(signal.SIGKILL)
+    dead = time.monotonic()
+    binary.refresh_from_db()
+    assert binary.state == State.HASHING
+    assert 0 < binary.bytes_hashed < RECOVERY_SIZE, "not killed mid-hash"
+    dead_run = binary.hashing_started_at
+
+    running.wait_for(lambda: state_of(binary) == State.SIGNABLE, 60, "signable again")
+
+    recovery = time.monotonic() - dead
+    print(f"\nrecovery on {broker}, {killed} killed mid-hash: {recovery:.1f} s")
+    assert recovery <= GOAL_SECONDS, f"{recovery:.1f} s\n{running.output()}"
+    binary.refresh_from_db()
+    assert binary.verified_hash == digest
+    assert binary.bytes_hashed == RECOVERY_SIZE
+    assert binary.hashing_started_at != dead_run  # taken over
+    recorded = Counter(moves_of(binary))
+    assert recorded[("hashing", "signable")] == 1, recorded
+    assert recorded[("hashable", "hashing")] == 1, recorded
+    assert not BinaryEvent.objects.filter(binary=binary, details={"requeued": True}).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_a_verification_longer_than_the_redis_lease_is_delivered_once(
+    backend, broker, broker_workers, version, actor, tmp_path, settings
+):
+    """Redis delivers a message again when its lease (visibility_timeout) runs out: the live
+    worker renews it, so a second worker standing by never receives it."""
+    running = broker_workers
+    source = tmp_path / "firmware.img"
+    digest, part_hashes = write_random(source, RECOVERY_SIZE, RECOVERY_PART)
+    binary = services.binary_create(
+        artifact_version=version,
+        target="aarch64-linux-gnu",
+        actor=actor,
+        hash=digest,
+        size=RECOVERY_SIZE,
+    )
+    store_parts(binary, source, RECOVERY_PART, part_hashes)
+    lease = "3"  # seconds; the hashing takes about 4 times as long
+    pace = {"HASHING_BYTES_PER_SECOND": str(2 * MiB), "CELERY_VISIBILITY_TIMEOUT": lease}
+    for _ in range(2):
+        running.start(pool="prefork", **pace)
+
+    moves.mark_hashable(binary=binary, actor=actor)
+
+    running.wait_for(lambda: state_of(binary) == State.SIGNABLE, 60, "signable")
+    output = running.output()
+    assert output.count("binaries.tasks.verify_binary[") == 2, output  # received, succeeded
+    assert "'signable'" in output
+    assert Counter(moves_of(binary))[("hashable", "hashing")] == 1
