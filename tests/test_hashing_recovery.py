@@ -23,17 +23,16 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from binaries import hashing, moves, services, tasks
+from binaries import hashing, moves, tasks
 from binaries.models import Binary, BinaryEvent, State
 from tests.server_helpers import PrivateRedis
 from tests.test_hashing_worker import (  # noqa: F401  (the fixture and its helpers)
     VERIFY_TIMEOUT,
     Workers,
     _forget_publishing_pools,
+    binary_stored,
     state_of,
-    store_parts,
     workers,
-    write_random,
 )
 from tests.upload_helpers import MiB, new_binary, random_bytes, sha256, upload_all
 
@@ -282,17 +281,9 @@ def test_a_worker_killed_mid_hash_is_replaced_within_seconds(
     backend, broker, broker_workers, version, actor, tmp_path, killed
 ):
     running = broker_workers
-    source = tmp_path / "firmware.img"
-    digest, part_hashes = write_random(source, RECOVERY_SIZE, RECOVERY_PART)
-    binary = services.binary_create(
-        artifact_version=version,
-        target="aarch64-linux-gnu",
-        actor=actor,
-        hash=digest,
-        size=RECOVERY_SIZE,
+    binary, digest = binary_stored(
+        version, actor, tmp_path / "firmware.img", RECOVERY_SIZE, RECOVERY_PART
     )
-    store_parts(binary, source, RECOVERY_PART, part_hashes)
-    source.unlink()
     # Two workers of one process and one pool child each, hashing at a set pace.
     pace = {"HASHING_BYTES_PER_SECOND": str(HASHING_PACE)}
     for _ in range(2):
@@ -341,16 +332,9 @@ def test_a_verification_longer_than_the_redis_lease_is_delivered_once(
     """Redis delivers a message again when its lease (visibility_timeout) runs out: the live
     worker renews it, so a second worker standing by never receives it."""
     running = broker_workers
-    source = tmp_path / "firmware.img"
-    digest, part_hashes = write_random(source, RECOVERY_SIZE, RECOVERY_PART)
-    binary = services.binary_create(
-        artifact_version=version,
-        target="aarch64-linux-gnu",
-        actor=actor,
-        hash=digest,
-        size=RECOVERY_SIZE,
+    binary, _ = binary_stored(
+        version, actor, tmp_path / "firmware.img", RECOVERY_SIZE, RECOVERY_PART
     )
-    store_parts(binary, source, RECOVERY_PART, part_hashes)
     lease = "3"  # seconds; the hashing takes about 4 times as long
     pace = {"HASHING_BYTES_PER_SECOND": str(2 * MiB), "CELERY_VISIBILITY_TIMEOUT": lease}
     for _ in range(2):
