@@ -3,12 +3,18 @@
 The hashing run that owns a binary is identified by its hashing_started_at; every progress
 write and the final move are conditional on it, so a run that was reset or taken over by a
 re-queued task stops without touching the row.
+
+A run's heartbeat (hashing_heartbeat_at) is written every PROGRESS_EVERY seconds while it
+reads, however slow each read is. A run whose heartbeat is older than
+HASHING_TAKEOVER_SECONDS died with its worker: a redelivered task takes it over.
 """
 
 import hashlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -23,7 +29,7 @@ log = logging.getLogger(__name__)
 VERIFIER = Actor.system("verifier")
 SWEEPER = Actor.system("sweeper")
 SCRUBBER = Actor.system("scrubber")
-PROGRESS_EVERY = 1.0  # seconds between progress writes
+PROGRESS_EVERY = 1.0  # seconds between progress writes (the run's heartbeat)
 
 
 class Superseded(Exception):
@@ -33,49 +39,100 @@ class Superseded(Exception):
 def _hash_stream(
     binary: Binary, on_progress, budget_bytes_per_second: int | None = None
 ) -> tuple[str, int]:
+    """SHA-256 and size of the stored content, read at most at the budget's pace.
+
+    Reads run in a thread of their own (which touches no database), so on_progress is called
+    at least every PROGRESS_EVERY seconds however slow a read is; while the next read is under
+    way the last one is hashed. A read that brings nothing for HASHING_STALL_SECONDS stops the
+    calls: that run has hung, and the sweeper re-queues it.
+    """
     digest = hashlib.sha256()
     total = 0
-    started = last = time.monotonic()
-    with storage.get().open(binary) as stream:
-        for chunk in storage.read_chunks(stream):
+    buffers = [memoryview(bytearray(storage.READ_BUFFER)) for _ in range(2)]
+    with (
+        storage.get().open(binary) as stream,
+        ThreadPoolExecutor(1, thread_name_prefix="hash-read") as reader,
+    ):
+        read = _paced_reader(stream, budget_bytes_per_second)
+        pending = reader.submit(read, buffers[0])
+        last_byte = last_progress = time.monotonic()
+        while True:
+            if not wait([pending], timeout=PROGRESS_EVERY).done:
+                now = time.monotonic()
+                if now - last_byte < settings.HASHING_STALL_SECONDS:
+                    on_progress(total)
+                    last_progress = now
+                continue
+            n = pending.result()
+            if not n:
+                return digest.hexdigest(), total
+            chunk = buffers[0][:n]
+            buffers.reverse()
+            pending = reader.submit(read, buffers[0])
             digest.update(chunk)
-            total += len(chunk)
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY:
+            total += n
+            last_byte = now = time.monotonic()
+            if now - last_progress >= PROGRESS_EVERY:
                 on_progress(total)
-                last = now
-            if budget_bytes_per_second:
-                ahead = total / budget_bytes_per_second - (now - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-    return digest.hexdigest(), total
+                last_progress = now
+
+
+def _paced_reader(stream: Any, budget_bytes_per_second: int | None):
+    """readinto() on the stream that, given a budget, returns no sooner than the budget allows."""
+    started = time.monotonic()
+    done = 0
+
+    def read(buffer: memoryview) -> int:
+        nonlocal done
+        n = stream.readinto(buffer)
+        done += n or 0
+        if budget_bytes_per_second:
+            ahead = done / budget_bytes_per_second - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        return n or 0
+
+    return read
 
 
 def _claim(binary: Binary) -> datetime | None:
-    """Move hashable -> hashing, or take over a re-queued hashing run. Returns the run's id."""
-    run = timezone.now()
-    fields = {"hashing_started_at": run, "hashing_heartbeat_at": run, "bytes_hashed": 0}
+    """Move hashable -> hashing, or take over a hashing run that died. Returns the run's id."""
     if binary.state == State.HASHABLE:
+        run = timezone.now()
         try:
-            lifecycle.transition(binary, to=State.HASHING, actor=VERIFIER, set_fields=fields)
+            lifecycle.transition(binary, to=State.HASHING, actor=VERIFIER, set_fields=_new_run(run))
         except lifecycle.TransitionRefused:
             return None
         return run
     if binary.state == State.HASHING:
-        # Take over only a run that has stopped making progress: a redelivered task must not
-        # restart a healthy run from zero.
-        stalled_before = run - timedelta(seconds=settings.HASHING_STALL_SECONDS)
-        taken = (
-            Binary.objects.filter(
-                pk=binary.pk, state=State.HASHING, hashing_started_at=binary.hashing_started_at
-            )
-            .filter(
-                Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=stalled_before)
-            )
-            .update(**fields)
-        )
-        return run if taken else None
+        return _take_over(binary)
     return None
+
+
+def _new_run(run: datetime) -> dict[str, Any]:
+    return {"hashing_started_at": run, "hashing_heartbeat_at": run, "bytes_hashed": 0}
+
+
+def _take_over(binary: Binary) -> datetime | None:
+    """Take over the run once its heartbeat is older than HASHING_TAKEOVER_SECONDS.
+
+    A task redelivered because its worker died arrives at once, while the dead run's last
+    heartbeat is still fresh: watch it for as long as it can take to go stale. One still
+    fresh after that was written since, by a live run in another worker: leave that run be.
+    """
+    limit = timedelta(seconds=settings.HASHING_TAKEOVER_SECONDS)
+    give_up = time.monotonic() + limit.total_seconds() + PROGRESS_EVERY
+    same_run = Binary.objects.filter(
+        pk=binary.pk, state=State.HASHING, hashing_started_at=binary.hashing_started_at
+    )
+    while True:
+        run = timezone.now()
+        stopped = Q(hashing_heartbeat_at__isnull=True) | Q(hashing_heartbeat_at__lt=run - limit)
+        if same_run.filter(stopped).update(**_new_run(run)):
+            return run
+        if time.monotonic() >= give_up or not same_run.exists():
+            return None
+        time.sleep(PROGRESS_EVERY / 2)
 
 
 def verify(binary_id: int) -> str:
@@ -91,16 +148,9 @@ def verify(binary_id: int) -> str:
     if run is None:
         return f"skipped ({binary.state})"
     guard = {"state": State.HASHING, "hashing_started_at": run}
-
-    def progress(done: int) -> None:
-        now = timezone.now()
-        if not Binary.objects.filter(pk=binary.pk, **guard).update(
-            bytes_hashed=done, hashing_heartbeat_at=now
-        ):
-            raise Superseded
-
+    budget = settings.HASHING_BYTES_PER_SECOND or None
     try:
-        found, size = _hash_stream(binary, progress)
+        found, size = _hash_stream(binary, lambda done: _beat(binary, guard, done), budget)
     except Superseded:
         return "superseded"
     except storage.ContentMissing as exc:
@@ -139,6 +189,14 @@ def verify(binary_id: int) -> str:
     except lifecycle.TransitionRefused:
         return "superseded"
     return "signable"
+
+
+def _beat(binary: Binary, guard: dict[str, Any], done: int) -> None:
+    """The run's heartbeat and progress, while it still owns the binary."""
+    if not Binary.objects.filter(pk=binary.pk, **guard).update(
+        bytes_hashed=done, hashing_heartbeat_at=timezone.now()
+    ):
+        raise Superseded
 
 
 def _fail(binary: Binary, guard: dict, message: str) -> str:

@@ -5,8 +5,11 @@ this module); every task is registered when Celery imports this one.
 """
 
 import logging
+import threading
+import time
+from typing import Any
 
-from celery import shared_task
+from celery import shared_task, signals
 from django.utils import timezone
 
 from binaries import content, hashing, janitor, storage
@@ -72,3 +75,38 @@ def clean_abandoned_uploads() -> int:
         content.enqueue_discard(binary_id)
     janitor.remove_orphans()
     return len(janitor.clean_abandoned_uploads())
+
+
+# --- Redis: a live worker renews the lease of each message it holds ---------------------------
+
+LEASE_RENEW_EVERY = 1.0  # seconds; the lease (the transport's visibility_timeout) is a few
+
+
+@signals.worker_ready.connect
+def _renew_leases_while_alive(sender: Any, **kwargs: Any) -> None:
+    """Redis delivers an unacknowledged message again once it is older than the transport's
+    visibility_timeout, whether its worker is alive or dead. Renewing the lease of every
+    message this worker holds (its score in kombu's unacked index) lets that timeout be a
+    few seconds: a worker killed mid-task has its work delivered again at once, and a long
+    task of a live worker is never delivered twice. (RabbitMQ redelivers when a worker's
+    connection drops; the filesystem broker never redelivers: the sweeper does.)"""
+    channel = getattr(sender.task_consumer, "channel", None)
+    if hasattr(channel, "unacked_index_key"):
+        threading.Thread(
+            target=_renew_leases, args=(sender,), name="lease-renewal", daemon=True
+        ).start()
+
+
+def _renew_leases(consumer: Any) -> None:
+    while True:
+        time.sleep(LEASE_RENEW_EVERY)
+        try:
+            channel = consumer.task_consumer.channel  # a new one after a reconnection
+            held = list(channel.qos._delivered)  # the delivery tags kombu holds unacknowledged
+            if held:
+                leases = dict.fromkeys(held, time.time())
+                with channel.conn_or_acquire() as client:
+                    # xx: renew only; a message acknowledged meanwhile stays gone.
+                    client.zadd(channel.unacked_index_key, leases, xx=True)
+        except Exception as exc:  # the broker is away: the consumer reconnects, this goes on
+            log.warning("Could not renew the broker leases of this worker's tasks: %r", exc)

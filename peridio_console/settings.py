@@ -239,6 +239,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # Look for new work every 0.1 s (default 1 s): verification starts at once.
         "polling_interval": 0.1,
     }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Redis delivers an unacknowledged message again once its lease is this old. A live
+        # worker renews the lease of every message it holds each second (binaries/tasks.py),
+        # so a long verification is never delivered twice, and one whose worker was killed
+        # is delivered again within seconds (kombu's default, an hour, would strand it).
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6, minimum=3),
+        # Every worker looks for expired leases each second (default: every 100 s).
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+        # The lock around that look; a worker killed holding it must not stop it for minutes.
+        "unacked_mutex_expire": 10,
+    }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
@@ -247,6 +260,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 HASHING_STALL_SECONDS = env_int("HASHING_STALL_SECONDS", 120, minimum=1)
+# A redelivered verification takes over a run whose heartbeat (every second) is this old.
+HASHING_TAKEOVER_SECONDS = env_int("HASHING_TAKEOVER_SECONDS", 5, minimum=2)
+HASHING_BYTES_PER_SECOND = env_int("HASHING_BYTES_PER_SECOND", 0, minimum=0)  # 0: no limit
 SCRUB_INTERVAL_SECONDS = env_int("SCRUB_INTERVAL_SECONDS", 7 * 86400, minimum=60)
 SCRUB_BYTES_PER_SECOND = env_int("SCRUB_BYTES_PER_SECOND", 50 * 1024 * 1024, minimum=0)
 CELERY_BEAT_SCHEDULE: dict = {

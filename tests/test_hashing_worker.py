@@ -146,7 +146,7 @@ class Workers:
         env.update(extra)
         return env
 
-    def start(self, **extra_env: str) -> subprocess.Popen:
+    def start(self, pool: str = "solo", **extra_env: str) -> subprocess.Popen:
         n = len(self.procs) + 1
         log = self.var_dir / f"worker-{n}.log"
         with open(log, "wb") as handle:
@@ -159,7 +159,7 @@ class Workers:
                     "peridio_console",
                     "worker",
                     "--pool",
-                    "solo",
+                    pool,
                     "--concurrency",
                     "1",
                     "-Q",
@@ -365,21 +365,36 @@ def store_parts(binary: Binary, source: Path, part_size: int, part_hashes: list[
         assert part.state == PartState.VALID, part.last_error
 
 
+def binary_stored(version, actor, source: Path, size: int, part_size: int) -> tuple[Binary, str]:
+    """A binary whose parts carry `size` random bytes (written to `source` on the way, which is
+    removed again); returns it and its SHA-256."""
+    digest, part_hashes = write_random(source, size, part_size)
+    binary = services.binary_create(
+        artifact_version=version, target="aarch64-linux-gnu", actor=actor, hash=digest, size=size
+    )
+    store_parts(binary, source, part_size, part_hashes)
+    source.unlink()
+    return binary, digest
+
+
+@pytest.fixture
+def workers_without_redelivery(settings, monkeypatch, request) -> Workers:
+    """Workers on the filesystem broker, which never delivers a message twice: a killed
+    worker's task is lost with it, and only the sweeper queues it again. (Redis and RabbitMQ
+    deliver it again at once: tests/test_hashing_recovery.py.)"""
+    settings.CELERY_BROKER_URL = "filesystem://"
+    monkeypatch.setenv("CELERY_BROKER_URL", "filesystem://")  # Celery prefers it to settings
+    return request.getfixturevalue("workers")
+
+
 @pytest.mark.parametrize("backend", ["filesystem"], indirect=True)
 def test_a_worker_killed_mid_hash_is_taken_over_after_the_sweeper_requeues(
-    backend, workers, version, actor, settings, tmp_path
+    backend, workers_without_redelivery, version, actor, settings, tmp_path
 ):
-    source = tmp_path / "firmware.img"
-    digest, part_hashes = write_random(source, CRASH_SIZE, CRASH_PART)
-    binary = services.binary_create(
-        artifact_version=version,
-        target="aarch64-linux-gnu",
-        actor=actor,
-        hash=digest,
-        size=CRASH_SIZE,
+    workers = workers_without_redelivery
+    binary, digest = binary_stored(
+        version, actor, tmp_path / "firmware.img", CRASH_SIZE, CRASH_PART
     )
-    store_parts(binary, source, CRASH_PART, part_hashes)
-    source.unlink()
     first = workers.start()
     # Slow the worker down (a slow disk, a busy machine) so that it is still hashing when its
     # first progress write lands, however fast this machine hashes.

@@ -1,16 +1,24 @@
 """The S3 backend: real multipart uploads through django-storages' boto3 client. Presigned
 UploadPart URLs carry the part's SHA-256 as a signed header, so the store refuses other bytes.
+
+Every call may be acted on by the store and its answer lost (a time-out, a dropped
+connection); botocore then sends it again. Completing looks at what the store holds when the
+answer is not a success, so a lost answer never strands a binary; aborting an upload the store
+no longer has is done; a second upload made by a retried create is an orphan the janitor
+removes (janitor.remove_orphans).
 """
 
 import base64
+import copy
 import io
 import math
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, BinaryIO
 from uuid import UUID
 
-from binaries.models import Binary, BinaryPart, PartState
+from binaries.models import Binary, BinaryPart, PartState, State
 from binaries.storage.base import (
     ContentMissing,
     PartCheck,
@@ -20,9 +28,24 @@ from binaries.storage.base import (
     object_key,
 )
 
+COMPLETE_READ_TIMEOUT = 600  # seconds: S3 may work for minutes on a large upload's completion
+SETTLE_SECONDS = 10.0  # how long a completion under way may take to show its object
+
+
+class UploadGone(StorageError):
+    """The store no longer has the multipart upload: completed, aborted or expired."""
+
 
 def _b64(hex_digest: str) -> str:
     return base64.b64encode(bytes.fromhex(hex_digest)).decode()
+
+
+def _code(exc: StorageError) -> str:
+    """The store's error code behind a StorageError ("" when it did not answer)."""
+    from botocore.exceptions import ClientError
+
+    cause = exc.__cause__
+    return cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
 
 
 class S3Storage:
@@ -37,10 +60,21 @@ class S3Storage:
         self.backend.client_config = self.backend.client_config.merge(
             Config(connect_timeout=5, read_timeout=15)
         )
+        # CompleteMultipartUpload alone may take minutes (real S3 keeps the connection alive
+        # while it assembles the parts): a client of its own with a long read timeout. A copy
+        # of django-storages' backend has the same settings and connections of its own.
+        self.completing = copy.copy(self.backend)
+        self.completing.client_config = self.backend.client_config.merge(
+            Config(read_timeout=COMPLETE_READ_TIMEOUT)
+        )
 
     @property
     def client(self) -> Any:
         return self.backend.connection.meta.client
+
+    @property
+    def completing_client(self) -> Any:
+        return self.completing.connection.meta.client
 
     @property
     def bucket(self) -> str:
@@ -57,7 +91,8 @@ class S3Storage:
             return fn(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            raise StorageError(f"The object store refused to {what} ({code}).") from exc
+            refused = UploadGone if code == "NoSuchUpload" else StorageError
+            raise refused(f"The object store refused to {what} ({code}).") from exc
         except BotoCoreError as exc:
             raise StorageError(f"The object store could not {what}: {exc}. Try again.") from exc
 
@@ -78,7 +113,7 @@ class S3Storage:
             upload_id=upload_id
         )
         if not won:
-            self._abort_id(binary, upload_id)
+            self._abort_upload(self.key(binary), upload_id)
         binary.refresh_from_db(fields=["upload_id"])
 
     def part_upload_url(
@@ -120,7 +155,10 @@ class S3Storage:
             kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
 
     def check_parts(self, binary: Binary, parts: list[BinaryPart]) -> dict[int, PartCheck]:
-        listed = self._listed_parts(binary)
+        try:
+            listed = self._listed_parts(binary)
+        except UploadGone:
+            return self._check_gone_upload(binary, parts)
         checks: dict[int, PartCheck] = {}
         for part in parts:
             item = listed.get(part.index)
@@ -142,6 +180,64 @@ class S3Storage:
                 checks[part.index] = PartCheck(PartState.VALID)
         return checks
 
+    def _check_gone_upload(self, binary: Binary, parts: list[BinaryPart]) -> dict[int, PartCheck]:
+        """The store no longer has the upload: completed by a request whose answer was lost
+        (its parts are in the object), or aborted or expired (they must be sent again, to a
+        new upload: the binary forgets this one)."""
+        if self._holds_declared(binary, within=SETTLE_SECONDS):
+            return {part.index: PartCheck(PartState.VALID) for part in parts}
+        Binary.objects.filter(
+            pk=binary.pk, state=State.UPLOADABLE, upload_id=binary.upload_id
+        ).update(upload_id=None)
+        binary.upload_id = None
+        return {
+            part.index: PartCheck(
+                PartState.UPLOADABLE,
+                "The object store no longer has the upload this part was sent to (it was "
+                f"aborted or expired); upload part {part.index} again.",
+            )
+            for part in parts
+        }
+
+    def _holds_declared(self, binary: Binary, within: float = 0) -> bool:
+        """Whether the store holds the object at the declared size, looking again for up to
+        `within` seconds: a completion under way may not show its object at once."""
+        give_up = time.monotonic() + within
+        while True:
+            try:
+                head = self._call(
+                    "look at the content",
+                    self.client.head_object,
+                    Bucket=self.bucket,
+                    Key=self.key(binary),
+                )
+            except StorageError as exc:
+                if _code(exc) not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+            else:
+                if head["ContentLength"] == binary.size:
+                    return True
+            if time.monotonic() >= give_up:
+                return False
+            time.sleep(0.5)
+
+    def _upload_gone(self, binary: Binary) -> bool:
+        """Whether the store says it no longer has the upload (False when it cannot say)."""
+        try:
+            self._call(
+                "list the uploaded parts",
+                self.client.list_parts,
+                Bucket=self.bucket,
+                Key=self.key(binary),
+                UploadId=binary.upload_id,
+                MaxParts=1,
+            )
+        except UploadGone:
+            return True
+        except StorageError:
+            return False
+        return False
+
     def complete(self, binary: Binary, parts: list[BinaryPart]) -> None:
         if not parts:
             self.abort(binary)
@@ -153,43 +249,56 @@ class S3Storage:
                 Body=b"",
             )
             return
-        listed = self._listed_parts(binary)
-        self._call(
-            "complete the upload",
-            self.client.complete_multipart_upload,
-            Bucket=self.bucket,
-            Key=self.key(binary),
-            UploadId=binary.upload_id,
-            MultipartUpload={
-                "Parts": [
-                    {
-                        "PartNumber": p.index,
-                        "ETag": listed[p.index]["ETag"],
-                        "ChecksumSHA256": _b64(p.hash),
-                    }
-                    for p in sorted(parts, key=lambda p: p.index)
-                ]
-            },
-        )
-
-    def _abort_id(self, binary: Binary, upload_id: str) -> None:
-        from botocore.exceptions import ClientError
-
         try:
-            self.client.abort_multipart_upload(
-                Bucket=self.bucket, Key=self.key(binary), UploadId=upload_id
+            listed = self._listed_parts(binary)
+            self._call(
+                "complete the upload",
+                self.completing_client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=self.key(binary),
+                UploadId=binary.upload_id,
+                MultipartUpload={
+                    "Parts": [
+                        {
+                            "PartNumber": p.index,
+                            "ETag": listed[p.index]["ETag"],
+                            "ChecksumSHA256": _b64(p.hash),
+                        }
+                        for p in sorted(parts, key=lambda p: p.index)
+                    ]
+                },
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
-                raise StorageError("The object store refused to abort the upload.") from exc
+        except StorageError:
+            # The store may have completed the upload and its answer been lost: botocore's
+            # retry then hears NoSuchUpload, an error or a time-out. It did, when the upload
+            # is gone and the object is there as declared.
+            if not (
+                self._upload_gone(binary) and self._holds_declared(binary, within=SETTLE_SECONDS)
+            ):
+                raise
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort an upload; one the store no longer has (aborted already, or completed, or an
+        earlier answer lost and botocore's retry hearing NoSuchUpload) is done."""
+        try:
+            self._call(
+                "abort the upload",
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+            )
+        except UploadGone:
+            pass
+        except StorageError as exc:
+            if _code(exc) != "404":
+                raise
 
     def abort(self, binary: Binary) -> None:
         if binary.upload_id:
-            self._abort_id(binary, binary.upload_id)
+            self._abort_upload(self.key(binary), binary.upload_id)
 
     def open(self, binary: Binary) -> BinaryIO:
-        from botocore.exceptions import ClientError
-
         try:
             response = self._call(
                 "read the content",
@@ -198,11 +307,7 @@ class S3Storage:
                 Key=self.key(binary),
             )
         except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in (
-                "NoSuchKey",
-                "404",
-            ):
+            if _code(exc) in ("NoSuchKey", "404"):
                 raise ContentMissing(f"the content of {binary.prn} is not in storage") from None
             raise
         return _StreamReader(response["Body"])  # type: ignore[return-value]
@@ -273,14 +378,7 @@ class S3Storage:
 
     def remove(self, item: Stored) -> None:
         if item.upload_id:
-            key = item.key.removeprefix("(multipart upload) ")
-            self._call(
-                "abort the upload",
-                self.client.abort_multipart_upload,
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=item.upload_id,
-            )
+            self._abort_upload(item.key.removeprefix("(multipart upload) "), item.upload_id)
         else:
             self._call(
                 "delete the content", self.client.delete_object, Bucket=self.bucket, Key=item.key
