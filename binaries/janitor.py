@@ -64,7 +64,9 @@ def _owned(item: storage.Stored, binary: Binary | None) -> bool:
     if item.kind == "object":
         if binary.state == State.DESTROYED:
             return binary.content_deleted_at is None  # its deletion task will see to it
-        return binary.state != State.UPLOADABLE
+        # An uploadable binary with parts may own its object too: a completion whose answer
+        # was lost (S3) is recognised by it when the client marks the binary hashable again.
+        return binary.state != State.UPLOADABLE or binary.parts.exists()
     if binary.state != State.UPLOADABLE:
         return False
     if item.upload_id:
