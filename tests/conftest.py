@@ -4,6 +4,9 @@ from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Role
 from tests.factories import MembershipFactory, OrganizationFactory
 
+# Fixture modules shared by the whole suite (fixtures are found by name, never imported).
+pytest_plugins = ["tests.storage_fixtures"]
+
 
 @pytest.fixture
 def org(db):
@@ -56,8 +59,6 @@ def version(org):
     return ArtifactVersionFactory(artifact__organization=org)
 
 
-from tests.storage_fixtures import backend, s3_server  # noqa: E402, F401
-
 # --- JSON API clients, one API key each (tests/api_helpers.py) ---
 
 
@@ -88,6 +89,16 @@ def outsider_api(outsider_membership):
     from tests.api_helpers import ApiClient
 
     return ApiClient.for_membership(outsider_membership)
+
+
+@pytest.fixture(autouse=True)
+def binaries_root(settings, tmp_path):
+    """Every test keeps binaries on the filesystem backend in a folder of its own, never in the
+    real var/ (the `backend` fixture switches to S3 on top of this). The live server runs in
+    this process and sees the same settings; a subprocess needs the folder passed to it."""
+    settings.STORAGE_BACKEND = "filesystem"
+    settings.BINARIES_ROOT = tmp_path / "binaries"
+    return settings.BINARIES_ROOT
 
 
 @pytest.fixture(autouse=True)

@@ -15,13 +15,6 @@ REGISTERED = sorted(
 )
 
 
-@pytest.fixture(autouse=True)
-def _content_in_tmp(settings, tmp_path):
-    # Admin actions delete stored content; keep any of it away from the real var/.
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 @pytest.fixture
 def staff_client(client, staff_user):
     client.force_login(staff_user)

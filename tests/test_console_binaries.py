@@ -14,12 +14,6 @@ from tests.console_helpers import KeyPair, logged_in, signed_binary, verified_bi
 from tests.factories import ArtifactVersionFactory, BinaryFactory, binary_in_state
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 @pytest.fixture
 def engineer(engineer_membership):
     return logged_in(engineer_membership)

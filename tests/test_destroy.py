@@ -73,11 +73,7 @@ def test_it_answers_410_for_download_urls_afterwards(client, engineer_api, backe
     assert "destroyed" in error["message"] and "cannot be downloaded" in error["message"]
 
 
-def test_it_stops_a_url_issued_before_the_destroy_at_once(
-    client, engineer_api, settings, tmp_path, version, actor
-):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
+def test_it_stops_a_url_issued_before_the_destroy_at_once(client, engineer_api, version, actor):
     binary = signed_binary(client, engineer_api, version, actor, random_bytes(4000))
     url = engineer_api.get(f"/binaries/{binary.prn}/download_url").json()["download_url"]
     path = url.removeprefix("http://testserver")

@@ -472,12 +472,10 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_an_upload(
 
 @pytest.mark.django_db(transaction=True)
 def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_write(
-    client, engineer_membership, version, actor, settings, tmp_path
+    client, engineer_membership, version, actor
 ):
     from binaries import lifecycle
 
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
     data = random_bytes(2000)
     binary = new_binary(version, actor, data)
     declared = declare(binary, 1, data)

@@ -34,13 +34,6 @@ CLIENT_REFUSED = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _content_in_tmp(settings, tmp_path):
-    # Client moves delete stored content; keep any of it away from the real var/.
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 def _moves_text(moves) -> str:
     return ", ".join(sorted(moves)) if moves else "none (it is final)"
 

@@ -17,10 +17,8 @@ def migrate(*target: tuple[str, str]) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_0006_keeps_the_first_signature_of_a_key_and_drops_its_repeats(
-    client, engineer_api, version, actor, settings, tmp_path
+    client, engineer_api, version, actor
 ):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
     binary = signed_binary(client, engineer_api, version, actor, random_bytes(1000))
     other = signed_binary(
         client, engineer_api, version, actor, random_bytes(1000), target="riscv64-linux-gnu"
