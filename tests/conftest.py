@@ -2,10 +2,11 @@ import pytest
 
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Role
+from tests.console_helpers import logged_in
 from tests.factories import MembershipFactory, OrganizationFactory
 
 # Fixture modules shared by the whole suite (fixtures are found by name, never imported).
-pytest_plugins = ["tests.storage_fixtures"]
+pytest_plugins = ["tests.storage_fixtures", "tests.worker_fixtures"]
 
 
 @pytest.fixture
@@ -89,6 +90,36 @@ def outsider_api(outsider_membership):
     from tests.api_helpers import ApiClient
 
     return ApiClient.for_membership(outsider_membership)
+
+
+# --- Console clients, logged in as one member each (tests/console_helpers.py) ---
+
+
+@pytest.fixture
+def admin(admin_membership):
+    return logged_in(admin_membership)
+
+
+@pytest.fixture
+def engineer(engineer_membership):
+    return logged_in(engineer_membership)
+
+
+@pytest.fixture
+def viewer(viewer_membership):
+    return logged_in(viewer_membership)
+
+
+@pytest.fixture
+def outsider(outsider_membership):
+    return logged_in(outsider_membership)
+
+
+@pytest.fixture
+def eager_retries(settings):
+    """Eager tasks retry only when their errors are not propagated (a Retry is an exception):
+    what a worker does with a retry, minus the countdown."""
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
 
 
 @pytest.fixture(autouse=True)

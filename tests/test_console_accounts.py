@@ -1,6 +1,5 @@
 """The console's signing keys, API keys and members pages."""
 
-import pytest
 from django.urls import reverse
 
 from binaries.models import SigningKey
@@ -8,26 +7,6 @@ from peridio_console.accounts.models import ApiKey, AuditEvent, Membership, Role
 from peridio_console.accounts.services import api_key_authenticate, api_key_create
 from tests.console_helpers import KeyPair, logged_in
 from tests.factories import MembershipFactory, UserFactory
-
-
-@pytest.fixture
-def admin(admin_membership):
-    return logged_in(admin_membership)
-
-
-@pytest.fixture
-def engineer(engineer_membership):
-    return logged_in(engineer_membership)
-
-
-@pytest.fixture
-def viewer(viewer_membership):
-    return logged_in(viewer_membership)
-
-
-@pytest.fixture
-def outsider(outsider_membership):
-    return logged_in(outsider_membership)
 
 
 def test_it_sends_anonymous_users_to_login(client, db):

@@ -19,11 +19,6 @@ from tests.console_helpers import logged_in, verified_binary
 
 
 @pytest.fixture
-def admin(admin_membership):
-    return logged_in(admin_membership)
-
-
-@pytest.fixture
 def destroyed(version, engineer_membership):
     binary = verified_binary("signable", version, target="arm-linux-gnueabihf")
     services.binary_request_state(

@@ -10,23 +10,8 @@ from binaries import services
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import AuditEvent
-from tests.console_helpers import KeyPair, logged_in, signed_binary, verified_binary
+from tests.console_helpers import KeyPair, signed_binary, verified_binary
 from tests.factories import ArtifactVersionFactory, BinaryFactory, binary_in_state
-
-
-@pytest.fixture
-def engineer(engineer_membership):
-    return logged_in(engineer_membership)
-
-
-@pytest.fixture
-def viewer(viewer_membership):
-    return logged_in(viewer_membership)
-
-
-@pytest.fixture
-def outsider(outsider_membership):
-    return logged_in(outsider_membership)
 
 
 @pytest.fixture

@@ -207,13 +207,6 @@ def test_it_keeps_the_signatures_of_a_destroyed_binary(
     assert BinarySignature.objects.filter(pk=signature.pk).exists()
 
 
-@pytest.fixture
-def eager_retries(settings):
-    """Eager tasks retry only when their errors are not propagated (a Retry is an exception):
-    what a worker does with a retry, minus the countdown."""
-    settings.CELERY_TASK_EAGER_PROPAGATES = False
-
-
 def test_it_retries_deleting_the_content_until_it_is_gone(
     client, engineer_api, backend, version, actor, monkeypatch, eager_retries
 ):

@@ -25,21 +25,12 @@ from django.db import OperationalError, connection
 from binaries import storage, tasks, uploads
 from binaries.models import Binary, BinaryEvent, BinaryPart, PartState, State
 from tests.server_helpers import FlakyProxy, PrivateRedis, free_port
-from tests.test_hashing_worker import (  # noqa: F401  (the fixture and its helper)
-    Workers,
-    _forget_publishing_pools,
-    state_of,
-    workers,
-)
 from tests.upload_helpers import MiB, declare, new_binary, put_http, random_bytes, sha256, split
+from tests.worker_fixtures import Workers, _forget_publishing_pools, moves, state_of
 
 pytestmark = [pytest.mark.slow]
 
 BUCKET = "h9-faults"
-
-
-def moves(binary: Binary) -> list[tuple[str, str]]:
-    return [(e.from_state, e.to_state) for e in BinaryEvent.objects.filter(binary=binary)]
 
 
 # --- S3 behind an unpluggable proxy -----------------------------------------------------------
@@ -421,7 +412,7 @@ def drop_connection() -> None:
     if connection.vendor == "postgresql":
         import psycopg
 
-        from tests.test_hashing_worker import database_url
+        from tests.worker_fixtures import database_url
 
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
