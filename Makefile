@@ -44,8 +44,11 @@ tools:
 	  fi; \
 	fi
 
+# pytest-xdist: a worker per core, at most two (tests also start servers and Celery workers);
+# PYTEST_WORKERS= runs the suite in one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses=2
 pytest: install tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -1,3 +1,6 @@
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
 import pytest
 
 from peridio_console.accounts.actors import Actor
@@ -7,6 +10,23 @@ from tests.factories import MembershipFactory, OrganizationFactory
 
 # Fixture modules shared by the whole suite (fixtures are found by name, never imported).
 pytest_plugins = ["tests.storage_fixtures", "tests.worker_fixtures"]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """pytest-xdist: each worker process gets a VAR_DIR of its own (its SQLite test database,
+    cache, static and broker folders) and, on Redis, a database of its own (gw0 the URL's, gw1
+    the next, ...). Settings read both at import, before any conftest, so they go into the
+    worker's environment. PostgreSQL test databases already get a _gw<n> suffix from
+    pytest-django; servers and brokers a test starts use free ports and folders of their own."""
+    from django.conf import settings
+
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    for index, spec in enumerate(specs):
+        spec.env["VAR_DIR"] = str(Path(settings.VAR_DIR) / "xdist" / spec.id)
+        if broker.scheme in ("redis", "rediss"):
+            database = int(broker.path.lstrip("/") or 0) + index
+            spec.env["CELERY_BROKER_URL"] = urlunsplit(broker._replace(path=f"/{database}"))
 
 
 @pytest.fixture
