@@ -115,24 +115,20 @@ def outsider_api(outsider_membership):
 # --- Console clients, logged in as one member each (tests/console_helpers.py) ---
 
 
-@pytest.fixture
-def admin(admin_membership):
-    return logged_in(admin_membership)
+def _console_client(member: str):
+    """The fixture `admin` for `admin_membership`, and so on: a client logged in as them."""
+
+    @pytest.fixture(name=member.removesuffix("_membership"))
+    def console_client(request):
+        return logged_in(request.getfixturevalue(member))
+
+    return console_client
 
 
-@pytest.fixture
-def engineer(engineer_membership):
-    return logged_in(engineer_membership)
-
-
-@pytest.fixture
-def viewer(viewer_membership):
-    return logged_in(viewer_membership)
-
-
-@pytest.fixture
-def outsider(outsider_membership):
-    return logged_in(outsider_membership)
+admin = _console_client("admin_membership")
+engineer = _console_client("engineer_membership")
+viewer = _console_client("viewer_membership")
+outsider = _console_client("outsider_membership")
 
 
 @pytest.fixture
