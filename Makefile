@@ -7,17 +7,29 @@ PORT ?= 8000
 export PORT
 VAR_DIR ?= var
 
-.PHONY: run test install lint typecheck pytest clean tools
+.PHONY: run test install lint typecheck pytest clean tools constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# constraints.txt pins every package to the versions CI tested, so a fresh machine gets them.
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve pyproject.toml's dependencies in a throwaway venv and pin what it got.
+LOCK_VENV := var/constraints-venv
+constraints:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints.new
+	mv constraints.new constraints.txt
+	rm -rf $(LOCK_VENV)
 
 # This checkout is a development install: settings read var/env under the environment, so
 # manage.py typed by hand gets what `make run` gets (and the same generated var/secret_key).
@@ -54,8 +66,11 @@ tools:
 	  fi; \
 	fi
 
+# pytest-xdist: a worker per core, at most two (tests also start servers and Celery workers);
+# PYTEST_WORKERS= runs the suite in one process.
+PYTEST_WORKERS ?= -n auto --maxprocesses=2
 pytest: install tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

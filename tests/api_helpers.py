@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 from django.test import Client
 
 from peridio_console.accounts.models import Membership, Organization
-from peridio_console.accounts.services import api_key_create
+from tests.factories import ApiKeyFactory
 
 
 class ApiClient:
@@ -19,8 +19,8 @@ class ApiClient:
 
     @classmethod
     def for_membership(cls, membership: Membership) -> "ApiClient":
-        _, secret = api_key_create(organization=membership.organization, user=membership.user)
-        return cls(membership, secret)
+        key = ApiKeyFactory(organization=membership.organization, user=membership.user)
+        return cls(membership, key.secret)
 
     @staticmethod
     def _url(path: str, params: dict[str, Any] | None) -> str:

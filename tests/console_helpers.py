@@ -1,13 +1,13 @@
 """Shared set-up for the console tests: logged-in clients, binaries in a state, real keys."""
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.test import Client
 
 from binaries import signatures
 from binaries.models import Binary, SigningKey
 from peridio_console.accounts.actors import Actor
-from tests.factories import binary_in_state
+from tests.factories import SigningKeyFactory, binary_in_state
+from tests.signing_helpers import public_pem
 
 
 def logged_in(membership) -> Client:
@@ -30,24 +30,13 @@ class KeyPair:
 
     def __init__(self) -> None:
         self.private = ed25519.Ed25519PrivateKey.generate()
-        self.public_pem = (
-            self.private.public_key()
-            .public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-            .decode()
-        )
+        self.public_pem = public_pem(self.private)
 
     def sign(self, binary: Binary) -> bytes:
         return self.private.sign(binary.hash.encode())
 
     def register(self, organization, name: str = "release key") -> SigningKey:
-        return signatures.signing_key_create(
-            organization=organization,
-            name=name,
-            value=self.public_pem,
-            actor=Actor.system("test setup"),
-        )
+        return SigningKeyFactory(organization=organization, name=name, private=self.private)
 
 
 def signed_binary(version, key: SigningKey, pair: KeyPair, **kwargs) -> Binary:

@@ -71,16 +71,14 @@ def _empty_bucket(client) -> None:
 
 
 @pytest.fixture(params=["filesystem", "s3"])
-def backend(request, settings, tmp_path):
-    """The configured storage backend; tests using it run once on each."""
+def backend(request, settings, binaries_root):
+    """The configured storage backend; tests using it run once on each. The filesystem one is
+    the test's own folder (conftest's autouse `binaries_root`)."""
     if request.param == "s3":
         server = request.getfixturevalue("s3_server")
         _empty_bucket(server["client"])
         for name, value in s3_settings(server["endpoint"]).items():
             setattr(settings, name, value)
-    else:
-        settings.STORAGE_BACKEND = "filesystem"
-        settings.BINARIES_ROOT = tmp_path / "binaries"
     chosen = storage.get()
     yield chosen
     if request.param == "s3":

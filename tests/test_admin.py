@@ -7,19 +7,11 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from binaries.models import Binary, BinaryEvent, State
-from peridio_console.accounts.services import api_key_create
-from tests.factories import MembershipFactory, UserFactory, binary_in_state
+from tests.factories import ApiKeyFactory, MembershipFactory, UserFactory, binary_in_state
 
 REGISTERED = sorted(
     f"{model._meta.app_label}.{model._meta.model_name}" for model in admin.site._registry
 )
-
-
-@pytest.fixture(autouse=True)
-def _content_in_tmp(settings, tmp_path):
-    # Admin actions delete stored content; keep any of it away from the real var/.
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
 
 
 @pytest.fixture
@@ -32,7 +24,7 @@ def staff_client(client, staff_user):
 def objects(org, staff_user):
     """One row of each model the foundation registers, with a history behind the binary."""
     membership = MembershipFactory(organization=org)
-    key, _ = api_key_create(organization=org, user=membership.user, name="ci")
+    key = ApiKeyFactory(organization=org, user=membership.user, name="ci")
     binary = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
     version = binary.artifact_version
     return {
@@ -300,7 +292,8 @@ def test_it_does_not_let_staff_add_an_api_key(staff_client, db):
 def test_it_lets_staff_revoke_an_api_key_without_showing_its_secret(staff_client, org):
     user = UserFactory()
     MembershipFactory(organization=org, user=user)
-    key, secret = api_key_create(organization=org, user=user)
+    key = ApiKeyFactory(organization=org, user=user)
+    secret = key.secret
 
     response = staff_client.get(_url("peridio_console.apikey", "change", key.pk))
 

@@ -8,7 +8,12 @@ from peridio_console.accounts.models import ApiKey, Membership, Role
 from peridio_console.accounts.services import api_key_create
 from peridio_console.core.errors import PermissionDenied
 from tests.api_helpers import ApiClient, error_of
-from tests.factories import ArtifactFactory, ArtifactVersionFactory, MembershipFactory
+from tests.factories import (
+    ApiKeyFactory,
+    ArtifactFactory,
+    ArtifactVersionFactory,
+    MembershipFactory,
+)
 
 HASH = "sha256:" + "ab" * 32
 
@@ -149,7 +154,7 @@ def test_it_records_the_api_key_as_the_actor(engineer_api, version):
 
 def test_it_requires_admin_for_admin_work(org):
     engineer = MembershipFactory(organization=org, role=Role.ENGINEER)
-    _, secret = api_key_create(organization=org, user=engineer.user)
+    secret = ApiKeyFactory(organization=org, user=engineer.user).secret
     context = authenticate_header(f"Bearer {secret}")
     assert isinstance(context, ApiContext)
     assert context.role == Role.ENGINEER

@@ -12,12 +12,6 @@ HASH = f"sha256:{HEX}"
 MISSING_UUID = "00000000-0000-4000-8000-000000000000"
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 def _create(api, version, **fields):
     body = {"artifact_version_prn": version.prn, "target": "arm-linux-gnueabihf", **fields}
     return api.post("/binaries", body)

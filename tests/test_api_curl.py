@@ -9,8 +9,7 @@ import pytest
 
 from binaries.models import Binary, State
 from peridio_console.accounts.models import Role
-from peridio_console.accounts.services import api_key_create
-from tests.factories import ArtifactVersionFactory, MembershipFactory
+from tests.factories import ApiKeyFactory, ArtifactVersionFactory, MembershipFactory
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -44,7 +43,7 @@ def _shell(command: str, api_key: str) -> tuple[int, dict]:
 @pytest.fixture
 def engineer_key_and_version():
     membership = MembershipFactory(role=Role.ENGINEER)
-    _, secret = api_key_create(organization=membership.organization, user=membership.user)
+    secret = ApiKeyFactory(organization=membership.organization, user=membership.user).secret
     version = ArtifactVersionFactory(artifact__organization=membership.organization)
     return secret, version
 

@@ -45,12 +45,6 @@ ENTRY_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 def every_entry(api, **params) -> list[dict]:
     """Every entry of a view, following next_page."""
     entries: list[dict] = []

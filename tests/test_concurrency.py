@@ -275,7 +275,7 @@ def test_it_keeps_one_binary_consistent_under_50_conflicting_clients(served):
 
 @pytest.mark.django_db
 def test_it_answers_409_when_a_part_declared_at_the_same_moment_is_gone_again(
-    engineer_api, version, actor, monkeypatch, settings, tmp_path
+    engineer_api, version, actor, monkeypatch
 ):
     """Found by the run above: two first declarations of a part race, the loser's insert hits
     the unique index, and a reset deletes the winner's row before the loser reads it back;
@@ -285,8 +285,6 @@ def test_it_answers_409_when_a_part_declared_at_the_same_moment_is_gone_again(
     from binaries.models import BinaryPart
     from tests.upload_helpers import new_binary
 
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
     binary = new_binary(version, actor, CONTENT)
 
     def lost_race(*args: Any, **kwargs: Any) -> Any:

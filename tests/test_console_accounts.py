@@ -1,33 +1,12 @@
 """The console's signing keys, API keys and members pages."""
 
-import pytest
 from django.urls import reverse
 
 from binaries.models import SigningKey
 from peridio_console.accounts.models import ApiKey, AuditEvent, Membership, Role
-from peridio_console.accounts.services import api_key_authenticate, api_key_create
+from peridio_console.accounts.services import api_key_authenticate
 from tests.console_helpers import KeyPair, logged_in
-from tests.factories import MembershipFactory, UserFactory
-
-
-@pytest.fixture
-def admin(admin_membership):
-    return logged_in(admin_membership)
-
-
-@pytest.fixture
-def engineer(engineer_membership):
-    return logged_in(engineer_membership)
-
-
-@pytest.fixture
-def viewer(viewer_membership):
-    return logged_in(viewer_membership)
-
-
-@pytest.fixture
-def outsider(outsider_membership):
-    return logged_in(outsider_membership)
+from tests.factories import ApiKeyFactory, MembershipFactory, SigningKeyFactory, UserFactory
 
 
 def test_it_sends_anonymous_users_to_login(client, db):
@@ -73,7 +52,7 @@ def test_it_says_a_raw_32_byte_value_must_be_the_public_key(engineer, org):
 
 
 def test_it_lets_only_admins_revoke_signing_keys(admin, engineer, viewer, org):
-    key = KeyPair().register(org)
+    key = SigningKeyFactory(organization=org)
     url = reverse("console:signing_key_revoke", args=[key.uuid])
     assert b"Revoke signing key" not in engineer.get(reverse("console:signing_key_list")).content
     assert engineer.post(url).status_code == 403
@@ -91,7 +70,7 @@ def test_it_lets_only_admins_revoke_signing_keys(admin, engineer, viewer, org):
 
 
 def test_it_hides_signing_keys_of_other_organizations(outsider, org):
-    key = KeyPair().register(org, name="secret-project-key")
+    key = SigningKeyFactory(organization=org, name="secret-project-key")
     assert b"secret-project-key" not in outsider.get(reverse("console:signing_key_list")).content
     assert outsider.post(reverse("console:signing_key_revoke", args=[key.uuid])).status_code == 404
 
@@ -133,7 +112,8 @@ def test_it_shows_a_new_api_key_once(engineer, engineer_membership, org):
 
 
 def test_it_revokes_your_own_api_key(engineer, engineer_membership, org):
-    key, secret = api_key_create(organization=org, user=engineer_membership.user, name="laptop")
+    key = ApiKeyFactory(organization=org, user=engineer_membership.user, name="laptop")
+    secret = key.secret
     response = engineer.post(reverse("console:api_key_revoke", args=[key.pk]), follow=True)
     key.refresh_from_db()
     assert key.revoked_at is not None
@@ -145,8 +125,8 @@ def test_it_revokes_your_own_api_key(engineer, engineer_membership, org):
 def test_it_lets_admins_manage_every_key_and_others_only_theirs(
     admin, engineer, engineer_membership, admin_membership, org
 ):
-    theirs, _ = api_key_create(organization=org, user=admin_membership.user, name="admin-key")
-    mine, _ = api_key_create(organization=org, user=engineer_membership.user, name="eng-key")
+    theirs = ApiKeyFactory(organization=org, user=admin_membership.user, name="admin-key")
+    mine = ApiKeyFactory(organization=org, user=engineer_membership.user, name="eng-key")
     listing = engineer.get(reverse("console:api_key_list")).content.decode()
     assert "eng-key" in listing
     assert "admin-key" not in listing
@@ -162,7 +142,7 @@ def test_it_lets_admins_manage_every_key_and_others_only_theirs(
 
 
 def test_it_hides_api_keys_of_other_organizations(outsider, admin_membership, org):
-    key, _ = api_key_create(organization=org, user=admin_membership.user, name="org-key")
+    key = ApiKeyFactory(organization=org, user=admin_membership.user, name="org-key")
     assert b"org-key" not in outsider.get(reverse("console:api_key_list")).content
     assert outsider.post(reverse("console:api_key_revoke", args=[key.pk])).status_code == 404
 
@@ -224,7 +204,8 @@ def test_it_keeps_an_admin(admin, admin_membership):
 
 
 def test_it_removes_a_member_and_their_keys(admin, engineer_membership, org):
-    key, secret = api_key_create(organization=org, user=engineer_membership.user)
+    key = ApiKeyFactory(organization=org, user=engineer_membership.user)
+    secret = key.secret
     admin.post(reverse("console:member_remove", args=[engineer_membership.pk]))
     assert not Membership.objects.filter(pk=engineer_membership.pk).exists()
     key.refresh_from_db()

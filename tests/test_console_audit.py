@@ -18,17 +18,6 @@ from peridio_console.accounts.models import AuditEvent
 from tests.console_helpers import logged_in, verified_binary
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
-@pytest.fixture
-def admin(admin_membership):
-    return logged_in(admin_membership)
-
-
 @pytest.fixture
 def destroyed(version, engineer_membership):
     binary = verified_binary("signable", version, target="arm-linux-gnueabihf")

@@ -10,29 +10,13 @@ from binaries import services
 from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import AuditEvent
-from tests.console_helpers import KeyPair, logged_in, signed_binary, verified_binary
-from tests.factories import ArtifactVersionFactory, BinaryFactory, binary_in_state
-
-
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
-@pytest.fixture
-def engineer(engineer_membership):
-    return logged_in(engineer_membership)
-
-
-@pytest.fixture
-def viewer(viewer_membership):
-    return logged_in(viewer_membership)
-
-
-@pytest.fixture
-def outsider(outsider_membership):
-    return logged_in(outsider_membership)
+from tests.console_helpers import KeyPair, signed_binary, verified_binary
+from tests.factories import (
+    ArtifactVersionFactory,
+    BinaryFactory,
+    SigningKeyFactory,
+    binary_in_state,
+)
 
 
 @pytest.fixture
@@ -301,7 +285,7 @@ def test_it_shows_the_last_error_prominently(engineer, version):
     ],
 )
 def test_it_offers_only_the_moves_the_state_allows(engineer, version, state, shown, hidden):
-    KeyPair().register(version.organization)
+    SigningKeyFactory(organization=version.organization)
     binary = verified_binary(state, version)
     html = engineer.get(reverse("console:binary_detail", args=[binary.uuid])).content.decode()
     for label in shown:
@@ -443,7 +427,7 @@ def test_it_attaches_a_signature_file(engineer, version, binary):
 
 
 def test_it_refuses_a_signature_that_does_not_verify(engineer, version, binary):
-    key = KeyPair().register(version.organization)
+    key = SigningKeyFactory(organization=version.organization)
     response = engineer.post(
         reverse("console:binary_sign", args=[binary.uuid]),
         {"signing_key": str(key.uuid), "signature": KeyPair().sign(binary).hex()},
@@ -523,7 +507,7 @@ def test_it_refuses_a_download_url_before_signing(engineer, binary):
 
 def test_it_shows_viewers_no_write_controls(viewer, version):
     binary = verified_binary("signable", version)
-    KeyPair().register(version.organization)
+    SigningKeyFactory(organization=version.organization)
     pages = [
         reverse("console:artifact_list"),
         reverse("console:artifact_detail", args=[version.artifact.uuid]),
@@ -540,7 +524,7 @@ def test_it_shows_viewers_no_write_controls(viewer, version):
 
 def test_it_refuses_viewers_every_write(viewer, version):
     binary = verified_binary("signable", version, target="universal")
-    key = KeyPair().register(version.organization)
+    key = SigningKeyFactory(organization=version.organization)
     artifact = version.artifact
     posts = {
         reverse("console:artifact_create"): {"name": "a"},

@@ -73,11 +73,7 @@ def test_it_answers_410_for_download_urls_afterwards(client, engineer_api, backe
     assert "destroyed" in error["message"] and "cannot be downloaded" in error["message"]
 
 
-def test_it_stops_a_url_issued_before_the_destroy_at_once(
-    client, engineer_api, settings, tmp_path, version, actor
-):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
+def test_it_stops_a_url_issued_before_the_destroy_at_once(client, engineer_api, version, actor):
     binary = signed_binary(client, engineer_api, version, actor, random_bytes(4000))
     url = engineer_api.get(f"/binaries/{binary.prn}/download_url").json()["download_url"]
     path = url.removeprefix("http://testserver")
@@ -209,13 +205,6 @@ def test_it_keeps_the_signatures_of_a_destroyed_binary(
     assert response.status_code == 409
     assert "destroyed" in error_of(response)["message"]
     assert BinarySignature.objects.filter(pk=signature.pk).exists()
-
-
-@pytest.fixture
-def eager_retries(settings):
-    """Eager tasks retry only when their errors are not propagated (a Retry is an exception):
-    what a worker does with a retry, minus the countdown."""
-    settings.CELERY_TASK_EAGER_PROPAGATES = False
 
 
 def test_it_retries_deleting_the_content_until_it_is_gone(

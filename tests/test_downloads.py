@@ -31,9 +31,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def filesystem(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
+def filesystem():
     return storage.get()
 
 

@@ -156,14 +156,12 @@ class Fuzzer:
 
 
 @pytest.fixture
-def fuzz_world(settings, tmp_path, monkeypatch):
+def fuzz_world(monkeypatch):
     # The live server writes headers and body in separate packets; without TCP_NODELAY each
     # answer waits ~40 ms for a delayed ACK.
     from django.core.servers.basehttp import WSGIRequestHandler
 
     monkeypatch.setattr(WSGIRequestHandler, "disable_nagle_algorithm", True)
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
     return populate("Fuzzed", role=Role.ENGINEER)
 
 

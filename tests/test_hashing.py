@@ -243,13 +243,6 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
     assert recorded_moves(binary).count(("hashing", "uploadable")) == 1  # the client's reset only
 
 
-@pytest.fixture
-def eager_retries(settings):
-    """Eager tasks retry only when their errors are not propagated (a Retry is an exception):
-    what a worker does with a retry, minus the countdown."""
-    settings.CELERY_TASK_EAGER_PROPAGATES = False
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_transient_storage_failure_is_retried_and_ends_signable(
     client, backend, version, actor, monkeypatch, eager_retries

@@ -35,9 +35,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def alpha(settings, tmp_path) -> World:
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
+def alpha() -> World:
     return populate("Alpha", role=Role.ENGINEER)
 
 

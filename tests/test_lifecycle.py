@@ -6,9 +6,8 @@ from binaries import lifecycle, moves
 from binaries.lifecycle import ALLOWED, CLIENT_MOVES, TransitionRefused
 from binaries.models import BinaryEvent, State
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.services import api_key_create
 from peridio_console.core.errors import Conflict, InvalidInput
-from tests.factories import BinaryFactory, binary_in_state
+from tests.factories import ApiKeyFactory, BinaryFactory, BinaryPartFactory, binary_in_state
 
 STATES = [state.value for state in State]
 ALLOWED_MOVES = [(src, to) for src in STATES for to in STATES if to in ALLOWED[src]]
@@ -32,13 +31,6 @@ CLIENT_REFUSED = [
     # Resetting an uploadable binary is the guide's "reset a failed upload": see below.
     and (src, to) != (State.UPLOADABLE, State.UPLOADABLE)
 ]
-
-
-@pytest.fixture(autouse=True)
-def _content_in_tmp(settings, tmp_path):
-    # Client moves delete stored content; keep any of it away from the real var/.
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
 
 
 def _moves_text(moves) -> str:
@@ -158,7 +150,7 @@ def test_it_records_details_and_sets_fields_in_the_same_move(actor):
 
 @pytest.mark.django_db
 def test_it_records_the_api_key_of_an_api_actor(admin_membership):
-    key, _ = api_key_create(organization=admin_membership.organization, user=admin_membership.user)
+    key = ApiKeyFactory(organization=admin_membership.organization, user=admin_membership.user)
     binary = binary_in_state(State.UPLOADABLE)
 
     lifecycle.transition(binary, to=State.HASHABLE, actor=Actor.for_api_key(key))
@@ -307,11 +299,10 @@ def test_it_refuses_signed_without_a_signature(src, actor):
 
 
 def test_it_resets_a_failed_upload_that_is_still_uploadable(actor, version, db):
-    from binaries.models import BinaryPart
     from binaries.moves import request_state
 
     binary = BinaryFactory(artifact_version=version, last_error="part 2 was corrupted")
-    BinaryPart.objects.create(binary=binary, index=1, hash="b" * 64, size=10, token="t" * 32)
+    BinaryPartFactory(binary=binary)
     before = binary.events.count()
 
     result = request_state(binary=binary, to=State.UPLOADABLE, actor=actor, reason="retry")

@@ -18,9 +18,7 @@ LIMIT = 2048
 
 
 @pytest.fixture
-def world(db, settings, tmp_path) -> World:
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
+def world(db) -> World:
     return populate("Limits")
 
 

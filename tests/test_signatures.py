@@ -26,12 +26,6 @@ from tests.upload_helpers import random_bytes
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 @pytest.fixture
 def data():
     return random_bytes(300_000)

@@ -33,12 +33,6 @@ pytestmark = pytest.mark.django_db
 DGST_ALGORITHMS = [name for name in ALGORITHMS if name != "ed25519"]
 
 
-@pytest.fixture(autouse=True)
-def filesystem_storage(settings, tmp_path):
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-
-
 @pytest.fixture
 def workdir(tmp_path):
     require_tool("openssl")

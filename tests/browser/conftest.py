@@ -64,15 +64,6 @@ def base_url(live_server) -> str:
     return live_server.url
 
 
-@pytest.fixture(autouse=True)
-def binaries_on_disk(settings, tmp_path: Path) -> Path:
-    """Each test's binaries live in its own folder; the live server thread sees the same
-    settings, since it runs in this process."""
-    settings.STORAGE_BACKEND = "filesystem"
-    settings.BINARIES_ROOT = tmp_path / "binaries"
-    return settings.BINARIES_ROOT
-
-
 class Policy:
     """The Content-Security-Policy pages arrive with: the console's own (None), another
     one, or none at all ("")."""
