@@ -117,6 +117,16 @@ class Channel(filesystem.Channel):
     def unreadable_folder(self) -> str:
         return os.path.join(self.data_folder_in, "unreadable")
 
+    def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
+        # kombu creates a missing exchange table with open("wb") before locking it, so a
+        # publisher reading the table meanwhile finds it empty. Create it whole; kombu then
+        # updates it in place under its lock.
+        file = self._exchange_file(exchange)
+        if not file.exists():
+            self.control_folder.mkdir(parents=True, exist_ok=True)
+            write_whole(str(self.control_folder), file.name, b"[]", replace=False)
+        super()._queue_bind(exchange, routing_key, pattern, queue)
+
 
 class Transport(filesystem.Transport):
     Channel = Channel

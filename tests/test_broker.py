@@ -171,3 +171,30 @@ def test_it_is_the_transport_of_the_default_broker(tmp_path):
     output = manage(env, "shell", "--verbosity", "0", "--command", code)
 
     assert output.strip() == "<class 'peridio_console.broker.Transport'>"
+
+
+def test_it_never_shows_a_publisher_an_empty_exchange_table(connection, channel, tmp_path):
+    table = tmp_path / "control" / "tasks.exchange"
+    stop = time.monotonic() + 1.0
+    failures: list[BaseException] = []
+
+    def publish_lookups() -> None:
+        mine = connection.clone()
+        try:
+            own = mine.channel()
+            while time.monotonic() < stop:
+                own.get_table("tasks")
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            mine.release()
+
+    reader = threading.Thread(target=publish_lookups)
+    reader.start()
+    while time.monotonic() < stop:
+        table.unlink(missing_ok=True)  # each bind creates the table anew, as at a first start
+        channel._queue_bind("tasks", "tasks", "", "tasks")
+    reader.join(timeout=30)
+
+    assert failures == []
+    assert [tuple(row) for row in channel.get_table("tasks")] == [("tasks", "", "tasks")]
