@@ -16,6 +16,7 @@ choose this transport for `filesystem://` (CELERY_BROKER_TRANSPORT).
 import contextlib
 import logging
 import os
+import socket
 import time
 import uuid
 from queue import Empty
@@ -129,4 +130,18 @@ class Channel(filesystem.Channel):
 
 
 class Transport(filesystem.Transport):
+    """Asynchronous, so a Celery worker runs its event loop over it and gives each prefork pool
+    process a pipe of its own. Over a blocking transport the pool's processes share one pipe
+    and its lock: one killed while it holds the lock stops the whole pool, for good."""
+
     Channel = Channel
+    implements = filesystem.Transport.implements.extend(asynchronous=True)
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        loop.call_repeatedly(self.polling_interval, self.deliver_waiting, connection)
+
+    def deliver_waiting(self, connection: Any) -> None:
+        """Deliver the messages waiting, as many as prefetch allows, without blocking."""
+        with contextlib.suppress(socket.timeout):
+            while True:
+                self.drain_events(connection, timeout=0)

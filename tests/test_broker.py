@@ -198,3 +198,37 @@ def test_it_never_shows_a_publisher_an_empty_exchange_table(connection, channel,
 
     assert failures == []
     assert [tuple(row) for row in channel.get_table("tasks")] == [("tasks", "", "tasks")]
+
+
+class Loop:
+    """What a Celery worker's event loop offers a transport: timers."""
+
+    def __init__(self):
+        self.repeated: list[tuple] = []
+
+    def call_repeatedly(self, delay, callback, *args):
+        self.repeated.append((delay, callback, args))
+
+
+def test_it_delivers_waiting_messages_from_the_worker_s_event_loop(connection):
+    # Asynchronous: Celery's prefork pool then gives each process a pipe of its own.
+    assert connection.transport.implements.asynchronous is True
+    queue = kombu.Queue("loop")
+    received = []
+
+    def on_message(body, message):
+        received.append(body)
+        message.ack()
+
+    with connection.Consumer(queue, callbacks=[on_message]):
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, routing_key="loop", declare=[queue])
+        loop = Loop()
+        connection.transport.register_with_event_loop(connection.connection, loop)
+        ((delay, poll, args),) = loop.repeated
+        poll(*args)
+        poll(*args)  # nothing left: returns at once
+
+    assert delay == connection.transport.polling_interval
+    assert sorted(body["n"] for body in received) == [0, 1, 2]  # in the same ms: any order
