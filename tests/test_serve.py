@@ -22,7 +22,8 @@ SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "25"))  # bench/soak.py: 10 
 
 @pytest.fixture
 def served(tmp_path):
-    server = Served(tmp_path).start()
+    home = tmp_path / "home"  # where gunicorn's control socket would go by default
+    server = Served(tmp_path, HOME=str(home)).start()
     try:
         yield server
     finally:
@@ -30,6 +31,7 @@ def served(tmp_path):
         everything = psutil.Process(server.proc.pid).children(recursive=True)
         assert server.stop() == 0, server.tail()  # as Ctrl-C: everything stops
         wait_for(lambda: not [p for p in everything if alive(p)], 10, "every process stopped")
+    assert not (home / ".gunicorn").exists()  # no control socket, shared by all of its gunicorns
 
 
 def alive(process: psutil.Process) -> bool:

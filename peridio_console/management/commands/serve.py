@@ -128,6 +128,9 @@ class Command(BaseCommand):
             # Threaded workers and a long timeout: a multi-GiB part upload must not be cut off.
             "--timeout",
             "3600",
+            # Nothing here uses the control socket, whose default path every gunicorn of this
+            # user shares (~/.gunicorn/gunicorn.ctl).
+            "--no-control-socket",
             "--access-logfile",
             "-",
         ]
