@@ -5,6 +5,9 @@ process dies while the rest goes on serving. Real processes on loopback, a throw
 import os
 import random
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,6 +16,7 @@ import psutil
 import pytest
 
 from tests.serve_helpers import Served, Soak, wait_for
+from tests.server_helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +167,22 @@ def test_it_brings_back_any_process_that_dies_while_the_rest_keeps_answering(ser
     assert f"The worker (pid {worker.pid}) was killed by SIGKILL; restarting it" in log
     assert f"The web server (pid {master.pid}) was killed by SIGKILL; restarting it" in log
     assert max(back.values()) < 30, back
+
+
+def test_it_says_which_port_is_taken(tmp_path):
+    served = Served(tmp_path)
+    with socket.create_server(("127.0.0.1", served.port)):
+        done = subprocess.run(
+            [sys.executable, "manage.py", "serve"],
+            cwd=ROOT,
+            env=served.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"CommandError: Cannot listen on 127.0.0.1:{served.port} (Address already in use); "
+        "stop what uses that port or set PORT to another."
+    )

@@ -109,9 +109,10 @@ class Command(BaseCommand):
         try:
             listener = socket.create_server(("127.0.0.1", settings.PORT), backlog=2048)
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise CommandError(
-                f"Cannot listen on 127.0.0.1:{settings.PORT} ({exc.strerror}); stop what uses "
-                "that port or set PORT to another."
+                f"Cannot listen on 127.0.0.1:{settings.PORT} ({reason}); "
+                "stop what uses that port or set PORT to another."
             ) from exc
         bin_dir = os.path.dirname(sys.executable)
         web = [
