@@ -169,6 +169,16 @@ def test_it_brings_back_any_process_that_dies_while_the_rest_keeps_answering(ser
     assert max(back.values()) < 30, back
 
 
+def test_it_bounds_the_size_of_a_request_head(served):
+    # httpx sends Host, Accept, Accept-Encoding, Connection and User-Agent: 50 fields in all.
+    fields = {f"x-field-{n}": "1" for n in range(45)}
+
+    assert httpx.get(f"{served.url}/login/", headers=fields).status_code == 200
+    fields["x-field-45"] = "1"
+    assert httpx.get(f"{served.url}/login/", headers=fields).status_code == 431
+    # Its time is the proxy's to bound (README, production; docs/nginx.conf).
+
+
 def test_it_says_which_port_is_taken(tmp_path):
     served = Served(tmp_path)
     with socket.create_server(("127.0.0.1", served.port)):

@@ -126,9 +126,20 @@ class Command(BaseCommand):
             os.environ.get("WEB_CONCURRENCY", "2"),
             "--threads",
             "8",
-            # Threaded workers and a long timeout: a multi-GiB part upload must not be cut off.
+            # gthread's timeout watches each worker's own loop, not a request: a multi-GiB part
+            # upload is never cut off by it.
             "--timeout",
             "3600",
+            # gunicorn has no deadline for reading a request's head; these bound its size, and
+            # a buffering proxy bounds its time in production (README).
+            "--limit-request-line",
+            "4094",
+            "--limit-request-fields",
+            "50",
+            "--limit-request-field_size",
+            "8190",
+            "--keep-alive",
+            "5",
             # Nothing here uses the control socket, whose default path every gunicorn of this
             # user shares (~/.gunicorn/gunicorn.ctl).
             "--no-control-socket",
