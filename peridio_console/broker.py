@@ -10,7 +10,7 @@ a stock kombu producer, or damaged) is left for a later read while it may still 
 written, then moved to `unreadable/` in the queue folder and logged; it never stops a worker.
 
 The folders, file names and format are kombu's: stock kombu reads these messages. Settings
-choose this transport for `filesystem://` (CELERY_BROKER_TRANSPORT).
+choose this transport for `filesystem://` (kombu's TRANSPORT_ALIASES, set in celery.py).
 """
 
 import contextlib

@@ -228,11 +228,10 @@ if CELERY_BROKER_URL.split("://", 1)[0] not in {
         "CELERY_BROKER_URL must start with filesystem://, redis://, rediss://, amqp:// or "
         f"memory://; got {CELERY_BROKER_URL!r}."
     )
-CELERY_BROKER_TRANSPORT: str | None = None
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # kombu's filesystem transport, with each message renamed into the queue whole.
-    CELERY_BROKER_TRANSPORT = "peridio_console.broker:Transport"
+    # kombu's filesystem transport, with each message renamed into the queue whole (broker.py,
+    # registered for the filesystem:// scheme in celery.py).
     _queue = VAR_DIR / "celery" / "queue"  # made when the broker is set up (celery.py)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue),
