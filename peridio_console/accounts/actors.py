@@ -1,6 +1,6 @@
 """Who did something: a user in the console, an API key, or the system itself."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from peridio_console.accounts.models import ApiKey
@@ -12,6 +12,9 @@ class Actor:
     user: Any = None
     api_key: ApiKey | None = None
     ip: str | None = None
+    # Where the change came from: "api", "console", "cli", "admin" or "task" (None: not known).
+    source: str | None = None
+    user_agent: str | None = None
 
     def event_fields(self) -> dict[str, Any]:
         """Who, as every event row records it (binary events and audit events alike)."""
@@ -22,7 +25,11 @@ class Actor:
         }
 
     def with_ip(self, ip: str | None) -> "Actor":
-        return Actor(label=self.label, user=self.user, api_key=self.api_key, ip=ip)
+        return replace(self, ip=ip)
+
+    def via(self, source: str, user_agent: str | None = None) -> "Actor":
+        """The same actor, saying where the change came from (and the client's user agent)."""
+        return replace(self, source=source, user_agent=user_agent)
 
     @classmethod
     def for_user(cls, user: Any) -> "Actor":
