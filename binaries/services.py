@@ -76,6 +76,17 @@ def artifact_version_create(
     return obj
 
 
+# What can be done with the binary holding a target, by its state (the moves that exist).
+TAKEN_TARGET_ACTIONS: dict[str, str] = {
+    State.UPLOADABLE: "upload its content (Upload content on its page, or `peridio binaries "
+    "upload`) or discard it",
+    State.HASHABLE: "wait for its verification or discard it",
+    State.HASHING: "wait for its verification, or reset it to uploadable and discard it",
+    State.SIGNABLE: "sign it, or destroy it",
+    State.SIGNED: "destroy it",
+}
+
+
 def _target_taken(version: ArtifactVersion, target: str) -> Conflict:
     existing = (
         Binary.objects.filter(artifact_version=version, target=target)
@@ -83,9 +94,10 @@ def _target_taken(version: ArtifactVersion, target: str) -> Conflict:
         .first()
     )
     where = f" ({existing.prn}, {existing.state})" if existing else ""
+    actions = TAKEN_TARGET_ACTIONS.get(existing.state if existing else "", "destroy it")
     return Conflict(
         f"Version {version.version!r} of {version.artifact.name!r} already has a binary for "
-        f"target {target!r}{where}; destroy it or use another target.",
+        f"target {target!r}{where}; {actions}, or use another target.",
         field="target",
         code="target_taken",
     )

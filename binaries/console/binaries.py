@@ -34,6 +34,14 @@ from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import act, add_domain_error, submit
 
 POLLING_STATES = (State.HASHABLE, State.HASHING)
+MiB = 1 << 20
+# An unfinished upload is discarded, not destroyed: the same move, other words.
+DISCARDABLE_STATES = (State.UPLOADABLE, State.HASHABLE)
+
+
+def mib(size: int | None) -> str:
+    """Sizes in MiB, as the uploader writes them."""
+    return "" if size is None else f"{size / MiB:.1f} MiB"
 
 
 def _render_create(request: HttpRequest, version: ArtifactVersion, form: BinaryForm):
@@ -83,6 +91,8 @@ def _progress(binary: Binary) -> dict[str, Any]:
         "binary": binary,
         "polling": binary.state in POLLING_STATES,
         "bytes_hashed": done,
+        "hashed_mib": mib(done),
+        "size_mib": mib(binary.size),
         "percent": (done * 100 // size) if size else (100 if binary.state == State.SIGNABLE else 0),
     }
 
@@ -139,6 +149,8 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "events": binary.events.order_by("at", "id"),
         "can_reset": can_write and State.UPLOADABLE in moves,
         "can_destroy": can_write and State.DESTROYED in moves,
+        "discard": binary.state in DISCARDABLE_STATES,
+        "can_upload": can_write and binary.state == State.UPLOADABLE,
         # Signable -> signed is the move; a signed binary takes more (e.g. after a key revoke).
         "can_sign": can_write and binary.state in signatures.SIGNABLE_STATES,
         "can_download": binary.state == State.SIGNED and not refusal,
@@ -206,10 +218,16 @@ def binary_destroy(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     if not form.is_valid():
         return _binary_page(request, binary, destroy_form=form)
     reason = form.cleaned_data["reason"]
+    done = (
+        f"The binary was discarded: target {binary.target} is free for another binary; its "
+        "record and history are kept."
+        if binary.state in DISCARDABLE_STATES
+        else "The binary was destroyed; its record and history are kept."
+    )
     act(
         request,
         lambda: moves.destroy(binary=binary, actor=console_actor(request), reason=reason),
-        "The binary was destroyed; its record and history are kept.",
+        done,
     )
     return _back(binary)
 

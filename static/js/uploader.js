@@ -1,23 +1,24 @@
 // The console's one hand-written script: copy buttons, and the Create Binary uploader.
 //
-// The uploader hashes the chosen file in the browser (streaming, a slice at a time, with
-// hash-wasm's incremental SHA-256), creates the binary through the JSON API (or finds the
-// uploadable binary this file already started), uploads its parts 4 at a time to their upload
-// URLs with each part's SHA-256 from WebCrypto, retries failed parts with backoff, skips parts
-// the server already holds (so a reopened page resumes), then marks the binary hashable and
-// hands over to the binary page's live progress. It never holds more than the parts in flight.
-// On an uploadable binary's page the same uploader (data-binary-prn on the drop zone) uploads
-// the content of the binary that already exists instead of creating one.
+// The uploader first makes sure of the binary the file goes into (Create Binary creates it
+// with the file's size, or finds the unfinished upload of that size holding the target; a
+// target held by anything else stops there, with a link, before a byte is hashed). A Web Worker
+// (static/js/hash-worker.js) then reads the file once: the whole file's SHA-256 and each part's.
+// Each part is declared and its bytes sent (a slice of the file: no copy on this thread) as
+// soon as it is hashed, several at once, with retries; parts the server already holds are
+// skipped. Once every part is saved and the hash known, the binary is marked hashable (hash
+// declared in the same request) and the server's verification is followed to signable.
+// The status area (#upload-status) shows one state: hashing, uploading, verifying, signable,
+// or stopped with the server's words, the parts saved and a Resume button.
 //
 // It needs no inline script, so it runs under a Content-Security-Policy of script-src 'self'.
-// hash-wasm's WebAssembly also needs 'wasm-unsafe-eval' there; without it the uploader hashes
-// with the plain-JavaScript SHA-256 below (slower, same result).
+// hash-wasm's WebAssembly also needs 'wasm-unsafe-eval' (in the worker's policy); without it
+// the worker hashes in plain JavaScript (slower, same result).
 (function () {
   "use strict";
 
   const MiB = 1024 * 1024;
-  const HASH_SLICE = 8 * MiB;
-  const CONCURRENCY = 4;
+  const MAX_PARTS = 10000;
   const MAX_ATTEMPTS = 6;
 
   function csrfToken() {
@@ -78,6 +79,8 @@
       credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: body === undefined ? undefined : JSON.stringify(body),
+    }).catch(function () {
+      throw new ApiError(0, { error: { message: "The network dropped (" + method + " " + path + " got no answer)." } });
     }).then(function (response) {
       if (response.status === 204) return null;
       return response.json().catch(function () { return null; }).then(function (data) {
@@ -87,146 +90,458 @@
     });
   }
 
-  function hex(buffer) {
-    return Array.from(new Uint8Array(buffer), function (b) { return b.toString(16).padStart(2, "0"); }).join("");
-  }
-
-  function base64(buffer) {
-    let text = "";
-    new Uint8Array(buffer).forEach(function (b) { text += String.fromCharCode(b); });
-    return btoa(text);
-  }
-
   function sleep(ms) {
     return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
-  function formatBytes(n) {
-    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let i = 0;
-    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-    return n.toFixed(i ? 1 : 0) + " " + units[i];
+  // MiB everywhere: the pages say MiB too (binaries/console/binaries.py).
+  function mib(n) {
+    return (n / MiB).toFixed(1) + " MiB";
   }
 
-  function formatSeconds(s) {
-    if (!isFinite(s)) return "…";
+  function seconds(s) {
+    if (!isFinite(s) || s < 0) return "…";
     if (s < 60) return Math.ceil(s) + " s";
     return Math.floor(s / 60) + " min " + Math.ceil(s % 60) + " s";
   }
 
-  // --- SHA-256 without WebAssembly ----------------------------------------------------------
-  const K = new Int32Array([
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-  ]);
-
-  // The incremental interface of hash-wasm's hasher (update, digest), in plain JavaScript.
-  function PlainSHA256() {
-    this.state = new Int32Array([
-      0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-    ]);
-    this.words = new Int32Array(64);
-    this.pending = new Uint8Array(64);
-    this.pendingLength = 0;
-    this.length = 0;
+  function rate(bytes, since) {
+    const elapsed = (performance.now() - since) / 1000;
+    return elapsed > 0.05 ? bytes / elapsed : 0;
   }
 
-  PlainSHA256.prototype.update = function (data) {
-    let i = 0;
-    this.length += data.length;
-    if (this.pendingLength) {
-      i = Math.min(64 - this.pendingLength, data.length);
-      this.pending.set(data.subarray(0, i), this.pendingLength);
-      this.pendingLength += i;
-      if (this.pendingLength < 64) return;
-      this.block(this.pending, 0);
-      this.pendingLength = 0;
+  // The CLI's choice (peridio_cli/transfer/limits.py): whole MiB, at least 8 MiB, about 1/64 of
+  // the file up to 64 MiB, and few enough parts (at most 10,000).
+  function partSizeFor(size) {
+    const share = Math.min(Math.ceil(size / 64), 64 * MiB);
+    const needed = Math.max(8 * MiB, share, Math.ceil(size / MAX_PARTS));
+    return Math.ceil(needed / MiB) * MiB;
+  }
+
+  // The CLI's 2 per core up to 8; a browser opens at most 6 connections to one server over
+  // HTTP/1.1, and the declarations and the status need one.
+  function slots() {
+    return Math.max(2, Math.min(2 * (navigator.hardwareConcurrency || 1), 8, 5));
+  }
+
+  // A dropped network, a server error, a timeout or throttle, a part busy or superseded (409),
+  // or an upload URL that expired while waiting: declaring the part again gives a fresh URL.
+  // Not a binary that left the uploadable state, nor any other refusal (a part the server
+  // received other bytes for, say: that is the server's word, shown as it is).
+  function retryable(error) {
+    if (!error.status || error.status >= 500) return true;
+    if (error.status === 409) return error.code !== "invalid_state";
+    return error.status === 408 || error.status === 429 || error.code === "url_expired";
+  }
+
+  // The refusal in the store's own words: this server's JSON error, or the part it kept with
+  // the reason (422: "Part 7 was declared as sha256:… but the bytes that arrived are …"), or
+  // S3's XML <Code> and <Message>.
+  function uploadRefusal(request) {
+    const text = request.responseText || "";
+    let body = null;
+    try { body = JSON.parse(text); } catch (e) { body = null; }
+    if (body && body.error && body.error.message) return body.error;
+    if (body && body.binary_part && body.binary_part.last_error) {
+      return { message: body.binary_part.last_error, code: body.binary_part.state };
     }
-    for (; i + 64 <= data.length; i += 64) this.block(data, i);
-    this.pending.set(data.subarray(i), 0);
-    this.pendingLength = data.length - i;
+    const message = /<Message>([^<]*)<\/Message>/.exec(text);
+    const code = /<Code>([^<]*)<\/Code>/.exec(text);
+    if (message) return { message: "The object store refused the part: " + message[1] + (code ? " (" + code[1] + ")" : "") + ".", code: code ? code[1] : undefined };
+    return { message: "The upload URL answered " + request.status + "." };
+  }
+
+  function putBytes(url, blob, checksum, onProgress, requests) {
+    return new Promise(function (resolve, reject) {
+      const request = new XMLHttpRequest();
+      requests.add(request);
+      request.open("PUT", url);
+      request.setRequestHeader("Content-Type", "application/octet-stream");
+      request.setRequestHeader("x-amz-checksum-sha256", checksum);
+      request.upload.onprogress = function (event) { onProgress(event.loaded); };
+      request.onloadend = function () { requests.delete(request); };
+      request.onload = function () {
+        if (request.status >= 200 && request.status < 300) return resolve();
+        reject(new ApiError(request.status, { error: uploadRefusal(request) }));
+      };
+      request.onerror = function () { reject(new ApiError(0, { error: { message: "The network dropped while sending a part." } })); };
+      request.onabort = function () { reject(new ApiError(0, { error: { message: "The part's upload was cancelled." } })); };
+      request.send(blob);
+    });
+  }
+
+  function warnBeforeLeaving(event) {
+    event.preventDefault();
+    event.returnValue = ""; // Chromium shows its own words: the upload stops if the tab goes
+  }
+
+  // --- the status area: one truthful state, drawn from the job -----------------------------
+  function StatusArea(root) {
+    this.root = root;
+    this.phase = root.querySelector(".upload-phase");
+    this.hashLine = root.querySelector(".upload-hashing");
+    this.sendLine = root.querySelector(".upload-sending");
+    this.message = root.querySelector(".upload-message");
+    this.resume = root.querySelector(".upload-resume");
+    this.timer = null;
+  }
+
+  StatusArea.prototype.line = function (line, label, done, total) {
+    line.hidden = false;
+    const bar = line.querySelector("progress");
+    bar.max = total || 1;
+    bar.value = Math.min(done, total || 1);
+    bar.textContent = Math.floor((100 * done) / (total || 1)) + "%";
+    line.querySelector("span").textContent = label;
   };
 
-  PlainSHA256.prototype.block = function (bytes, at) {
-    const w = this.words;
-    const h = this.state;
-    for (let t = 0; t < 16; t++) {
-      const j = at + 4 * t;
-      w[t] = (bytes[j] << 24) | (bytes[j + 1] << 16) | (bytes[j + 2] << 8) | bytes[j + 3];
-    }
-    for (let t = 16; t < 64; t++) {
-      const x = w[t - 15];
-      const y = w[t - 2];
-      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-      w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
-    }
-    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
-    for (let t = 0; t < 64; t++) {
-      const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const t1 = (k + s1 + ((e & f) ^ (~e & g)) + K[t] + w[t]) | 0;
-      const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-      k = g; g = f; f = e; e = (d + t1) | 0; d = c; c = b; b = a; a = (t1 + t2) | 0;
-    }
-    h[0] = (h[0] + a) | 0; h[1] = (h[1] + b) | 0; h[2] = (h[2] + c) | 0; h[3] = (h[3] + d) | 0;
-    h[4] = (h[4] + e) | 0; h[5] = (h[5] + f) | 0; h[6] = (h[6] + g) | 0; h[7] = (h[7] + k) | 0;
+  StatusArea.prototype.show = function (phase, title, message, isError) {
+    this.root.hidden = false;
+    this.root.setAttribute("data-phase", phase);
+    if (this.phase.textContent !== title) this.phase.textContent = title;
+    this.message.textContent = "";
+    if (message instanceof Node) this.message.appendChild(message);
+    else this.message.textContent = message || "";
+    this.message.classList.toggle("error", !!isError);
+    this.resume.hidden = phase !== "stopped";
   };
 
-  PlainSHA256.prototype.digest = function () {
-    const bits = this.length * 8;
-    const tail = new Uint8Array(this.pendingLength < 56 ? 64 : 128);
-    tail.set(this.pending.subarray(0, this.pendingLength));
-    tail[this.pendingLength] = 0x80;
-    const view = new DataView(tail.buffer);
-    view.setUint32(tail.length - 8, Math.floor(bits / 0x100000000));
-    view.setUint32(tail.length - 4, bits >>> 0);
-    for (let at = 0; at < tail.length; at += 64) this.block(tail, at);
-    return Array.from(this.state, function (x) { return (x >>> 0).toString(16).padStart(8, "0"); }).join("");
+  StatusArea.prototype.reset = function () {
+    this.hashLine.hidden = true;
+    this.sendLine.hidden = true;
+    this.show("idle", "", "");
+    this.root.hidden = true;
   };
 
-  async function createHasher() {
+  // --- one upload: hash in the worker, send parts as they are hashed, complete, verify -----
+  function Job(uploader, file, binary, expectedHash) {
+    this.uploader = uploader;
+    this.status = uploader.status;
+    this.file = file;
+    this.binary = binary;
+    this.expectedHash = expectedHash || null; // a binary that already declared its hash
+    this.partSize = partSizeFor(file.size);
+    this.count = 0;
+    this.hashes = {};
+    this.hashed = 0;
+    this.wholeHash = null;
+    this.hashStart = 0;
+    this.hashEnd = 0;
+    this.hasher = null;
+    this.worker = null;
+    this.held = {};
+    this.saved = new Set();
+    this.skippedBytes = 0;
+    this.sentBytes = 0;
+    this.active = new Map(); // index -> bytes of it sent so far
+    this.queue = [];
+    this.requests = new Set();
+    this.sendStart = 0;
+    this.note = "";
+    this.stopped = null;
+    this.finishing = false;
+    this.phase = "hashing";
+    this.verified = 0;
+  }
+
+  Job.prototype.start = async function () {
+    window.addEventListener("beforeunload", warnBeforeLeaving);
     try {
-      const hasher = await window.hashwasm.createSHA256();
-      hasher.init();
-      return hasher;
-    } catch (e) {
-      return new PlainSHA256(); // WebAssembly refused by the page's policy, or hash-wasm missing
+      await this.listHeld();
+    } catch (error) {
+      return this.stop(error);
     }
-  }
+    this.startHashing();
+    this.draw();
+  };
 
-  // --- the uploader -------------------------------------------------------------------------
-  function Uploader(form, zone) {
+  Job.prototype.listHeld = async function () {
+    const listed = (await api(this.uploader.base, "GET", "/binaries/" + this.binary.prn + "/parts")).binary_parts || [];
+    const held = {};
+    listed.forEach(function (p) { if (p.state === "valid") held[p.index] = p; });
+    // An earlier upload of this binary chose its part size; keep it so its parts count.
+    if (held[1] && held[1].size < this.file.size && !Object.keys(this.hashes).length) this.partSize = held[1].size;
+    this.count = this.file.size ? Math.ceil(this.file.size / this.partSize) : 0;
+    this.held = held;
+  };
+
+  Job.prototype.startHashing = function () {
+    const self = this;
+    this.hashStart = performance.now();
+    this.hashed = 0;
+    this.worker = new Worker(this.uploader.workerUrl);
+    this.worker.onmessage = function (event) { self.onHashed(event.data); };
+    this.worker.onerror = function (event) {
+      event.preventDefault();
+      self.worker = null;
+      self.stop(new Error("The hashing worker failed: " + (event.message || "no reason given") + "."));
+    };
+    this.worker.postMessage({ file: this.file, partSize: this.partSize, hashWasmUrl: this.uploader.hashWasmUrl });
+  };
+
+  Job.prototype.onHashed = function (message) {
+    if (message.type === "hasher") {
+      this.hasher = message.name;
+      this.uploader.zone.setAttribute("data-hasher", message.name);
+    } else if (message.type === "progress") {
+      this.hashed = message.bytes;
+      this.draw();
+    } else if (message.type === "part") {
+      if (this.hashes[message.index]) return; // known from a pass before a resume
+      this.hashes[message.index] = message;
+      this.consider(message.index);
+      this.pump();
+    } else if (message.type === "done") {
+      this.hashed = this.file.size;
+      this.hashEnd = performance.now();
+      this.wholeHash = "sha256:" + message.hash;
+      this.worker.terminate();
+      this.worker = null;
+      if (this.expectedHash && this.expectedHash !== this.wholeHash) {
+        return this.stop(new Error("This binary expects content with SHA-256 " + this.expectedHash +
+          ", but the chosen file's is " + this.wholeHash + "; choose the file it was created for."), true);
+      }
+      this.pump();
+      this.finishIfDone();
+      this.draw(true);
+    } else if (message.type === "error") {
+      this.worker.terminate();
+      this.worker = null;
+      this.stop(new Error(message.message));
+    }
+  };
+
+  // A hashed part the server already holds is saved; any other waits for a slot.
+  Job.prototype.consider = function (index) {
+    const part = this.hashes[index];
+    const have = this.held[index];
+    if (have && have.hash === "sha256:" + part.hash && have.size === part.size) {
+      if (!this.saved.has(index)) this.skippedBytes += part.size;
+      this.saved.add(index);
+    } else if (!this.active.has(index) && this.queue.indexOf(index) < 0) {
+      this.queue.push(index);
+    }
+  };
+
+  Job.prototype.pump = function () {
+    // A binary with a declared hash gets no byte before the file is known to be its content.
+    if (this.stopped || (this.expectedHash && !this.wholeHash)) return;
+    while (this.active.size < slots() && this.queue.length) {
+      const index = this.queue.shift();
+      if (this.saved.has(index)) continue;
+      if (!this.sendStart) this.sendStart = performance.now();
+      this.active.set(index, 0);
+      this.send(index);
+    }
+  };
+
+  Job.prototype.send = async function (index) {
+    const part = this.hashes[index];
+    const start = (index - 1) * this.partSize;
+    const self = this;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const declared = (await api(this.uploader.base, "PUT", "/binaries/" + this.binary.prn + "/parts/" + index, {
+          hash: part.hash, size: part.size, expected_binary_size: this.file.size,
+        })).binary_part;
+        if (this.stopped) break; // stopped meanwhile: send no more bytes
+        await putBytes(declared.presigned_upload_url, this.file.slice(start, start + part.size), part.checksum, function (loaded) {
+          self.active.set(index, loaded);
+          self.draw();
+        }, this.requests);
+        this.active.delete(index);
+        this.saved.add(index);
+        this.sentBytes += part.size;
+        this.draw();
+        this.pump();
+        this.finishIfDone();
+        return;
+      } catch (error) {
+        this.active.set(index, 0);
+        if (this.stopped) break;
+        if (attempt >= MAX_ATTEMPTS || !retryable(error)) {
+          this.active.delete(index);
+          return this.stop(error);
+        }
+        const wait = Math.min(8000, 250 * Math.pow(2, attempt));
+        this.note = "part " + index + ": " + error.message + " Trying again in " + seconds(wait / 1000) + " (attempt " + (attempt + 1) + " of " + MAX_ATTEMPTS + ").";
+        this.draw();
+        await sleep(wait);
+        if (this.stopped) break;
+      }
+    }
+    this.active.delete(index);
+    this.draw(true);
+  };
+
+  Job.prototype.finishIfDone = function () {
+    if (this.stopped || this.finishing || !this.wholeHash || this.saved.size < this.count) return;
+    this.finishing = true;
+    this.complete();
+  };
+
+  Job.prototype.complete = async function () {
+    this.phase = "verifying";
+    window.removeEventListener("beforeunload", warnBeforeLeaving);
+    this.draw(true);
+    const path = "/binaries/" + this.binary.prn;
+    try {
+      this.binary = (await api(this.uploader.base, "PATCH", path, { hash: this.wholeHash, size: this.file.size, state: "hashable" })).binary;
+    } catch (error) {
+      return this.stop(error);
+    }
+    // Poll briskly (a verification is often over in a second or two), slower after a minute.
+    const began = performance.now();
+    let interval = 50;
+    let failures = 0;
+    while (!this.stopped) {
+      const state = this.binary.state;
+      if (state === "signable" || state === "signed") {
+        this.phase = "signable";
+        this.uploader.enable(true); // another file, another target
+        return this.draw(true);
+      }
+      if (state === "uploadable" || state === "destroyed") {
+        const why = this.binary.last_error || ("The binary became " + state + ".");
+        return this.stop(new Error("The server's verification failed: " + why));
+      }
+      this.verified = this.binary.bytes_hashed || 0;
+      this.draw();
+      await sleep(interval);
+      interval = Math.min(performance.now() - began < 60000 ? 250 : 1000, interval * 1.5);
+      try {
+        this.binary = (await api(this.uploader.base, "GET", path)).binary;
+        failures = 0;
+      } catch (error) {
+        if (++failures >= 5 || !retryable(error)) return this.stop(error);
+      }
+    }
+  };
+
+  // The first reason wins: parts still on their way finish (or fail) without a word over it.
+  Job.prototype.stop = function (error, final) {
+    if (this.stopped) return;
+    this.stopped = { message: error.message || String(error), final: !!final };
+    this.queue = [];
+    this.phase = "stopped";
+    window.removeEventListener("beforeunload", warnBeforeLeaving);
+    this.uploader.enable(true);
+    this.draw(true);
+  };
+
+  Job.prototype.resume = async function () {
+    if (!this.stopped || this.stopped.final) return;
+    this.stopped = null;
+    this.note = "";
+    this.finishing = false;
+    this.phase = "hashing";
+    this.uploader.enable(false);
+    window.addEventListener("beforeunload", warnBeforeLeaving);
+    this.draw(true);
+    try {
+      await this.listHeld(); // the server's word on what it holds, not ours
+    } catch (error) {
+      return this.stop(error);
+    }
+    const self = this;
+    this.saved = new Set();
+    this.skippedBytes = 0;
+    this.sentBytes = 0;
+    this.sendStart = 0;
+    Object.keys(this.hashes).forEach(function (k) { self.consider(Number(k)); });
+    if (!this.wholeHash && !this.worker) this.startHashing();
+    this.pump();
+    this.finishIfDone();
+    this.draw(true);
+  };
+
+  Job.prototype.draw = function (now) {
+    const self = this;
+    if (now) {
+      clearTimeout(this.status.timer);
+      this.status.timer = null;
+      return this.render();
+    }
+    if (this.status.timer) return;
+    this.status.timer = setTimeout(function () { self.status.timer = null; self.render(); }, 100);
+  };
+
+  Job.prototype.render = function () {
+    const status = this.status;
+    const size = this.file.size;
+    const link = this.uploader.binaryLink(this.binary);
+    if (this.wholeHash) {
+      const took = (this.hashEnd - this.hashStart) / 1000;
+      status.line(status.hashLine, "Hashed " + mib(size) + " in " + took.toFixed(1) + " s (" + mib(took > 0 ? size / took : 0) + "/s).", 1, 1);
+    } else {
+      const speed = rate(this.hashed, this.hashStart);
+      status.line(status.hashLine, "Hashing: " + mib(this.hashed) + " of " + mib(size) + " · " + mib(speed) + "/s · " +
+        seconds((size - this.hashed) / speed) + " left", this.hashed, size);
+    }
+    let moving = 0;
+    this.active.forEach(function (loaded) { moving += loaded; });
+    const sent = this.sentBytes + moving;
+    const speed = this.sendStart ? rate(sent, this.sendStart) : 0;
+    const left = size - this.skippedBytes - sent;
+    let sending = this.saved.size + " of " + this.count + " parts saved · " + mib(this.skippedBytes + sent) + " of " + mib(size);
+    if (this.phase !== "stopped" && this.saved.size < this.count) sending += " · " + mib(speed) + "/s · " + (speed ? seconds(left / speed) : "…") + " left";
+    if (this.skippedBytes) sending += " (" + mib(this.skippedBytes) + " already on the server)";
+    status.line(status.sendLine, "Uploading: " + sending, this.skippedBytes + sent, size);
+
+    if (this.phase === "stopped") {
+      const text = document.createDocumentFragment();
+      text.append("Stopped: " + this.stopped.message + " ");
+      if (this.count) text.append(this.saved.size + " of " + this.count + " parts saved. ");
+      if (this.active.size) text.append(this.active.size + " part(s) already on their way may still arrive. ");
+      if (!this.stopped.final) text.append("Resume sends only the parts the server does not hold.");
+      if (link) text.append(" ", link);
+      status.show("stopped", "Stopped", text, true);
+      status.resume.hidden = !!this.stopped.final;
+    } else if (this.phase === "signable") {
+      const text = document.createDocumentFragment();
+      text.append("Signable: the server verified " + mib(size) + " with SHA-256 " + this.wholeHash + ". Attach a signature on its page: ");
+      text.append(link);
+      status.line(status.sendLine, "Uploading: " + this.count + " of " + this.count + " parts saved · " + mib(size), 1, 1);
+      status.show("signable", "Signable", text, false);
+      // On the binary's own page, show it as it now is: signable, with its signing form.
+      if (this.uploader.zone.getAttribute("data-binary-prn")) window.location.reload();
+    } else if (this.phase === "verifying") {
+      const text = document.createDocumentFragment();
+      text.append("The server is checking SHA-256 and size: " + mib(this.verified) + " of " + mib(size) + " verified. ");
+      text.append(link);
+      status.show("verifying", "Verifying", text, false);
+    } else {
+      const phase = this.wholeHash ? "uploading" : "hashing";
+      status.show(phase, this.wholeHash ? "Uploading" : "Hashing and uploading", this.note, false);
+    }
+  };
+
+  // --- the form: fields, the binary to upload into, errors --------------------------------
+  function Uploader(form, zone, statusRoot) {
     this.form = form;
     this.zone = zone;
     this.base = zone.getAttribute("data-api-base") || "/v1";
+    this.workerUrl = zone.getAttribute("data-worker-url");
+    this.hashWasmUrl = new URL(zone.getAttribute("data-hash-wasm-url"), window.location.href).href;
     this.input = zone.querySelector("input[type=file]");
-    this.bar = document.getElementById("upload-progress-bar");
-    this.text = document.getElementById("upload-progress-text");
-    this.file = null;
+    this.status = new StatusArea(statusRoot);
+    this.job = null;
+    const self = this;
+    this.status.resume.addEventListener("click", function () { if (self.job) self.job.resume(); });
   }
 
-  Uploader.prototype.progress = function (label, done, total) {
-    this.bar.hidden = false;
-    this.bar.max = total || 1;
-    this.bar.value = done;
-    this.bar.textContent = Math.floor((100 * done) / (total || 1)) + "%";
-    this.text.textContent = label;
+  Uploader.prototype.binaryLink = function (binary) {
+    if (!binary || !binary.prn) return null;
+    const template = this.zone.getAttribute("data-binary-url-template");
+    const a = document.createElement("a");
+    a.href = template.replace("00000000-0000-0000-0000-000000000000", binary.prn.split(":").pop());
+    a.textContent = "Open " + (binary.target || "the binary") + " (" + binary.prn + ")";
+    a.className = "binary-link";
+    return a;
   };
 
   Uploader.prototype.enable = function (enabled) {
     this.form.querySelectorAll("button, input, textarea").forEach(function (el) { el.disabled = !enabled; });
-  };
-
-  Uploader.prototype.fail = function (message) {
-    this.text.textContent = message;
-    this.text.classList.add("error");
   };
 
   Uploader.prototype.clearFieldErrors = function () {
@@ -238,7 +553,6 @@
       input.removeAttribute("aria-invalid");
       note.remove();
     });
-    this.text.classList.remove("error");
   };
 
   // The server's (or our) refusal next to the field it names; false when no field matches.
@@ -256,17 +570,6 @@
     input.insertAdjacentElement("afterend", note);
     input.focus();
     return true;
-  };
-
-  Uploader.prototype.hashFile = async function (file) {
-    const hasher = await createHasher();
-    this.zone.setAttribute("data-hasher", hasher instanceof PlainSHA256 ? "javascript" : "hash-wasm");
-    for (let offset = 0; offset < file.size; offset += HASH_SLICE) {
-      const slice = await file.slice(offset, Math.min(file.size, offset + HASH_SLICE)).arrayBuffer();
-      hasher.update(new Uint8Array(slice));
-      this.progress("Hashing locally: " + formatBytes(offset + slice.byteLength) + " of " + formatBytes(file.size), offset + slice.byteLength, file.size);
-    }
-    return hasher.digest("hex");
   };
 
   Uploader.prototype.fields = function () {
@@ -288,177 +591,72 @@
     return body;
   };
 
-  // Create the binary, or find the uploadable one this same file already started, or (on a
-  // binary's page) take that binary, declaring the file's hash and size if it has none yet.
-  Uploader.prototype.binaryFor = async function (body) {
+  // Before a byte is hashed: the binary this file goes into. On Create Binary, a new one (its
+  // hash is declared once hashed), or the unfinished upload of this size that holds the target
+  // (a reopened page resumes it); a target held by anything else stops here, with a link.
+  // On a binary's page, that binary, if it takes content of this size.
+  Uploader.prototype.binaryFor = async function (file, body) {
     const existing = this.zone.getAttribute("data-binary-prn");
     if (existing) {
       const binary = (await api(this.base, "GET", "/binaries/" + existing)).binary;
       if (binary.state !== "uploadable") {
         throw new Error("This binary is " + binary.state + "; only an uploadable binary takes content (reset it first).");
       }
-      if (binary.hash && binary.hash !== body.hash) {
-        throw new Error("This binary expects content with SHA-256 " + binary.hash + ", but the chosen file's is " + body.hash + "; choose the file it was created for.");
+      if (binary.size !== null && binary.size !== file.size) {
+        throw new Error("This binary expects " + binary.size + " bytes (" + mib(binary.size) + "), but the chosen file has " + file.size + "; choose the file it was created for.");
       }
-      if (binary.size !== null && binary.size !== body.size) {
-        throw new Error("This binary expects " + binary.size + " bytes, but the chosen file has " + body.size + "; choose the file it was created for.");
-      }
-      if (binary.hash && binary.size !== null) return binary;
-      return (await api(this.base, "PATCH", "/binaries/" + binary.prn, { hash: body.hash, size: body.size })).binary;
+      return { binary: binary, expectedHash: binary.hash };
     }
+    body.size = file.size;
     try {
-      return (await api(this.base, "POST", "/binaries", body)).binary;
+      return { binary: (await api(this.base, "POST", "/binaries", body)).binary, expectedHash: null };
     } catch (error) {
-      if (error.status !== 409 || error.field !== "target") throw error;
+      if (error.status !== 409 || error.code !== "target_taken") throw error;
       const query = "?artifact_version_prn=" + encodeURIComponent(body.artifact_version_prn) +
-        "&target=" + encodeURIComponent(body.target) + "&state=uploadable";
-      const found = (await api(this.base, "GET", "/binaries" + query)).binaries || [];
-      const same = found.find(function (b) { return b.hash === body.hash && b.size === body.size; });
-      if (!same) throw error;
-      return same;
+        "&target=" + encodeURIComponent(body.target) + "&order=desc&limit=100";
+      const found = ((await api(this.base, "GET", "/binaries" + query)).binaries || []).filter(function (b) { return b.state !== "destroyed"; });
+      const held = found[0];
+      if (held && held.state === "uploadable" && (held.size === null || held.size === file.size)) {
+        return { binary: held, expectedHash: held.hash };
+      }
+      error.binary = held;
+      throw error;
     }
   };
-
-  Uploader.prototype.partSize = function (size) {
-    // Parts of 8 MiB, larger only when a file would need more than 10,000 of them.
-    return Math.max(8 * MiB, Math.ceil(size / 10000 / MiB) * MiB);
-  };
-
-  Uploader.prototype.uploadParts = async function (binary, file) {
-    const partSize = this.partSize(file.size);
-    const count = Math.ceil(file.size / partSize);
-    const listed = (await api(this.base, "GET", "/binaries/" + binary.prn + "/parts")).binary_parts || [];
-    const held = {};
-    listed.forEach(function (p) { if (p.state === "valid") held[p.index] = p; });
-    let sent = 0;
-    let skipped = 0;
-    let failed = false;
-    const started = performance.now();
-    const inFlight = {};
-    const self = this;
-
-    function report() {
-      let moving = 0;
-      Object.keys(inFlight).forEach(function (k) { moving += inFlight[k]; });
-      const done = Math.min(file.size, sent + moving);
-      const elapsed = (performance.now() - started) / 1000;
-      const speed = elapsed > 0 ? (done - skipped) / elapsed : 0;
-      const left = speed > 0 ? (file.size - done) / speed : Infinity;
-      self.progress("Uploading: " + formatBytes(done) + " of " + formatBytes(file.size) +
-        " · " + formatBytes(speed) + "/s · " + formatSeconds(left) + " left", done, file.size);
-    }
-
-    async function one(index) {
-      const start = (index - 1) * partSize;
-      const blob = file.slice(start, Math.min(file.size, start + partSize));
-      const bytes = await blob.arrayBuffer();
-      const digest = await crypto.subtle.digest("SHA-256", bytes);
-      const hash = hex(digest);
-      const have = held[index];
-      if (have && have.hash === "sha256:" + hash && have.size === bytes.byteLength) {
-        sent += bytes.byteLength;
-        skipped += bytes.byteLength;
-        report();
-        return;
-      }
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const declared = (await api(self.base, "PUT", "/binaries/" + binary.prn + "/parts/" + index, {
-            hash: hash, size: bytes.byteLength, expected_binary_size: file.size,
-          })).binary_part;
-          await putBytes(declared.presigned_upload_url, bytes, base64(digest), function (loaded) {
-            inFlight[index] = loaded;
-            report();
-          });
-          delete inFlight[index];
-          sent += bytes.byteLength;
-          report();
-          return;
-        } catch (error) {
-          delete inFlight[index];
-          if (attempt >= MAX_ATTEMPTS || failed || !retryable(error)) throw error;
-          self.text.textContent = "Part " + index + " failed (" + error.message + "); retrying…";
-          await sleep(Math.min(16000, 500 * Math.pow(2, attempt)));
-        }
-      }
-    }
-
-    let next = 1;
-    async function worker() {
-      while (next <= count && !failed) {
-        const index = next++;
-        try {
-          await one(index);
-        } catch (error) {
-          failed = true; // the other workers finish their part and stop
-          throw error;
-        }
-      }
-    }
-    const workers = [];
-    for (let i = 0; i < Math.min(CONCURRENCY, count); i++) workers.push(worker());
-    await Promise.all(workers);
-    return { count: count, skippedBytes: skipped };
-  };
-
-  // A dropped network, a server error, a timeout or throttle, a part busy or superseded (409),
-  // or an upload URL that expired while waiting: declaring the part again gives a fresh URL.
-  // Not a binary that left the uploadable state, nor any other refusal.
-  function retryable(error) {
-    if (!error.status || error.status >= 500) return true;
-    if (error.status === 409) return error.code !== "invalid_state";
-    return error.status === 408 || error.status === 429 || error.code === "url_expired";
-  }
-
-  function putBytes(url, bytes, checksum, onProgress) {
-    return new Promise(function (resolve, reject) {
-      const request = new XMLHttpRequest();
-      request.open("PUT", url);
-      request.setRequestHeader("Content-Type", "application/octet-stream");
-      request.setRequestHeader("x-amz-checksum-sha256", checksum);
-      request.upload.onprogress = function (event) { onProgress(event.loaded); };
-      request.onload = function () {
-        if (request.status >= 200 && request.status < 300) return resolve();
-        let body = null;
-        try { body = JSON.parse(request.responseText); } catch (e) { body = null; }
-        reject(new ApiError(request.status, body || { error: { message: "The upload URL answered " + request.status + "." } }));
-      };
-      request.onerror = function () { reject(new ApiError(0, { error: { message: "The network dropped." } })); };
-      request.send(bytes);
-    });
-  }
 
   Uploader.prototype.run = async function () {
     this.clearFieldErrors();
     const file = this.input.files[0];
-    if (!file) return false;
+    if (!file) return;
+    if (this.job && this.job.phase !== "stopped" && this.job.phase !== "signable") return;
+    this.status.reset();
+    let found;
     try {
       const body = this.fields(); // before disabling the form: FormData skips disabled fields
       this.enable(false);
-      body.hash = "sha256:" + (await this.hashFile(file));
-      body.size = file.size;
-      const binary = await this.binaryFor(body);
-      if (file.size > 0) await this.uploadParts(binary, file);
-      this.progress("Upload complete; asking the server to verify it…", file.size, file.size);
-      await api(this.base, "PATCH", "/binaries/" + binary.prn, { state: "hashable" });
-      const template = this.zone.getAttribute("data-binary-url-template");
-      window.location.assign(template.replace("00000000-0000-0000-0000-000000000000", binary.prn.split(":").pop()));
+      this.status.show("checking", "Checking the target", "Checking that the target is free…", false);
+      found = await this.binaryFor(file, body);
     } catch (error) {
       this.enable(true); // first: a disabled field cannot take the focus
-      if (error instanceof ApiError && this.fieldError(error.field, error.message)) {
-        this.fail("Fix the field marked above and try again.");
-      } else {
-        this.fail(error.message || String(error));
-      }
+      this.job = null;
+      const text = document.createDocumentFragment();
+      text.append(error.message || String(error));
+      const link = this.binaryLink(error.binary);
+      if (link) text.append(" ", link);
+      this.status.show("refused", "Not started", text, true);
+      if (error instanceof ApiError) this.fieldError(error.field, error.message);
+      return;
     }
-    return true;
+    this.job = new Job(this, file, found.binary, found.expectedHash);
+    this.job.start();
   };
 
   function mount() {
     const zone = document.getElementById("binary-drop-zone");
     const form = zone && zone.closest("form");
-    if (!form) return;
-    const uploader = new Uploader(form, zone);
+    const statusRoot = document.getElementById("upload-status");
+    if (!form || !statusRoot) return;
+    const uploader = new Uploader(form, zone, statusRoot);
     form.addEventListener("submit", function (event) {
       if (!uploader.input.files.length) return; // no file: the form creates the record only
       event.preventDefault();

@@ -83,7 +83,13 @@ def csp(context: BrowserContext) -> Policy:
 
     def replace_policy(route: Route) -> None:
         request = route.request
-        if policy.value is None or request.method != "GET" or not request.is_navigation_request():
+        # The uploader's Web Worker runs under the policy its own script arrives with.
+        worker = "/static/js/hash-worker" in request.url
+        if (
+            policy.value is None
+            or request.method != "GET"
+            or not (worker or request.is_navigation_request())
+        ):
             route.fallback()
             return
         response = route.fetch(max_redirects=0)
@@ -92,7 +98,7 @@ def csp(context: BrowserContext) -> Policy:
             headers["content-security-policy"] = policy.value
         route.fulfill(response=response, headers=headers)
 
-    context.route(_is_page, replace_policy)
+    context.route(lambda url: _is_page(url) or "/static/js/hash-worker" in url, replace_policy)
     return policy
 
 

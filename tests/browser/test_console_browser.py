@@ -83,6 +83,14 @@ def choose_file_and_create(page: Page, version, path: Path, target: str = TARGET
     page.get_by_role("button", name="Create binary").click()
 
 
+def open_when_signable(page: Page) -> None:
+    """The uploader's status area says signable; its link opens the binary's page."""
+    status = page.locator("#upload-status")
+    expect(status).to_have_attribute("data-phase", "signable", timeout=60_000)
+    page.locator("#upload-status a.binary-link").click()
+    page.wait_for_url(BINARY_URL)
+
+
 def expect_state(page: Page, state: str) -> None:
     expect(page.locator("h1 .badge")).to_have_text(state, timeout=60_000)
 
@@ -113,7 +121,7 @@ def test_it_takes_a_binary_from_upload_to_destroyed(page: Page, tmp_path: Path):
     page.get_by_label("File").set_input_files(firmware)
     screenshot(page, "create-binary")
     page.get_by_role("button", name="Create binary").click()
-    page.wait_for_url(BINARY_URL, timeout=60_000)
+    open_when_signable(page)
     expect_state(page, "signable")
     assert (len(traffic.uploads), sorted(traffic.declared)) == (3, [1, 2, 3])
     binary = Binary.objects.get(target=TARGET)
@@ -215,7 +223,7 @@ def test_it_resumes_an_interrupted_upload_sending_only_the_missing_parts(
     parts = listed.value.json()["binary_parts"]
     held = {part["index"] for part in parts if part["state"] == PartState.VALID}
     assert 2 <= len(held) < 5
-    again.wait_for_url(BINARY_URL, timeout=60_000)
+    open_when_signable(again)
     expect_state(again, "signable")
     assert sorted(traffic.declared) == sorted({1, 2, 3, 4, 5} - held)
     assert len(traffic.uploads) == 5 - len(held)
@@ -245,10 +253,12 @@ def test_it_uploads_the_content_of_an_uploadable_binary_from_its_page(
 
     page.get_by_label("File").set_input_files(other)
     page.get_by_role("button", name="Upload content").click()
-    expect(page.locator("#upload-progress-text")).to_have_text(
+    expect(page.locator("#upload-status .upload-message")).to_contain_text(
         f"This binary expects content with SHA-256 sha256:{binary.hash}, but the chosen file's "
         f"is sha256:{sha256_hex(other)}; choose the file it was created for."
     )
+    expect(page.get_by_role("button", name="Resume upload")).to_be_hidden()
+    assert BinaryPart.objects.filter(binary=binary).count() == 0  # not a byte of the other file
     expect(page.locator("#binary-drop-zone")).to_have_attribute("data-hasher", hasher)
 
     traffic = PartTraffic(page)
@@ -270,7 +280,8 @@ def test_it_shows_the_verification_live_on_the_binary_page(
     log_in(page, engineer.user.username)
 
     choose_file_and_create(page, version, firmware)
-    page.wait_for_url(BINARY_URL, timeout=60_000)
+    expect(page.locator("#upload-status")).to_have_attribute("data-phase", "verifying")
+    page.locator("#upload-status a.binary-link").click()
     expect_state(page, "hashable")
     expect(page.get_by_text("Upload complete; waiting for verification to start.")).to_be_visible()
 
@@ -334,7 +345,7 @@ def test_it_renders_scripts_in_descriptions_and_metadata_as_text(
     page.get_by_label("Custom metadata").fill('{"<script>": "' + XSS.replace('"', '\\"') + '"}')
     page.get_by_label("File").set_input_files(random_file(tmp_path, 4096))
     page.get_by_role("button", name="Create binary").click()
-    page.wait_for_url(BINARY_URL, timeout=60_000)
+    open_when_signable(page)
     expect_state(page, "signable")
     expect(page.get_by_text(XSS, exact=True)).to_be_visible()
     expect(page.locator("pre.json").first).to_contain_text('"<script>": ')
