@@ -219,14 +219,22 @@ def test_it_warns_before_the_tab_closes_during_an_upload(
 ):
     version = engineer_with_version(page)
     hanging: list[Route] = []
-    page.route("**/transfer/parts/**", hanging.append)  # never answered
+
+    def hold(route: Route) -> None:
+        hanging.append(route)  # never answered
+
+    page.route("**/transfer/parts/**", hold)
     choose_file_and_create(page, version, random_file(tmp_path, 2 * PART))
     wait_until(page, lambda: len(hanging) == 2)
     expect(status(page)).to_have_attribute("data-phase", "uploading")
     screenshot(page, "upload-uploading")
 
     asked: list[Dialog] = []
-    page.on("dialog", asked.append)
+
+    def seen(dialog: Dialog) -> None:
+        asked.append(dialog)
+
+    page.on("dialog", seen)
     page.close(run_before_unload=True)
     wait_until(page, lambda: bool(asked), timeout=10)
     assert asked[0].type == "beforeunload"
