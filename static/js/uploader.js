@@ -182,6 +182,7 @@
     this.hashLine = root.querySelector(".upload-hashing");
     this.sendLine = root.querySelector(".upload-sending");
     this.message = root.querySelector(".upload-message");
+    this.link = root.querySelector(".upload-link");
     this.resume = root.querySelector(".upload-resume");
     this.timer = null;
   }
@@ -195,14 +196,18 @@
     line.querySelector("span").textContent = label;
   };
 
-  StatusArea.prototype.show = function (phase, title, message, isError) {
+  // The link to the binary is replaced only when it changes: a link redrawn ten times a second
+  // is one a person (or a test) can miss.
+  StatusArea.prototype.show = function (phase, title, message, isError, link) {
     this.root.hidden = false;
     this.root.setAttribute("data-phase", phase);
     if (this.phase.textContent !== title) this.phase.textContent = title;
-    this.message.textContent = "";
-    if (message instanceof Node) this.message.appendChild(message);
-    else this.message.textContent = message || "";
+    if (this.message.textContent !== message) this.message.textContent = message || "";
     this.message.classList.toggle("error", !!isError);
+    const current = this.link.firstElementChild;
+    if (!link) this.link.textContent = "";
+    else if (!current || current.href !== link.href) this.link.replaceChildren(link);
+    this.link.hidden = !link;
     this.resume.hidden = phase !== "stopped";
   };
 
@@ -489,27 +494,21 @@
     status.line(status.sendLine, "Uploading: " + sending, this.skippedBytes + sent, size);
 
     if (this.phase === "stopped") {
-      const text = document.createDocumentFragment();
-      text.append("Stopped: " + this.stopped.message + " ");
-      if (this.count) text.append(this.saved.size + " of " + this.count + " parts saved. ");
-      if (this.active.size) text.append(this.active.size + " part(s) already on their way may still arrive. ");
-      if (!this.stopped.final) text.append("Resume sends only the parts the server does not hold.");
-      if (link) text.append(" ", link);
-      status.show("stopped", "Stopped", text, true);
+      let text = "Stopped: " + this.stopped.message + " ";
+      if (this.count) text += this.saved.size + " of " + this.count + " parts saved. ";
+      if (this.active.size) text += this.active.size + " part(s) already on their way may still arrive. ";
+      if (!this.stopped.final) text += "Resume sends only the parts the server does not hold.";
+      status.show("stopped", "Stopped", text.trim(), true, link);
       status.resume.hidden = !!this.stopped.final;
     } else if (this.phase === "signable") {
-      const text = document.createDocumentFragment();
-      text.append("Signable: the server verified " + mib(size) + " with SHA-256 " + this.wholeHash + ". Attach a signature on its page: ");
-      text.append(link);
+      const text = "Signable: the server verified " + mib(size) + " with SHA-256 " + this.wholeHash + ". Attach a signature on its page.";
       status.line(status.sendLine, "Uploading: " + this.count + " of " + this.count + " parts saved · " + mib(size), 1, 1);
-      status.show("signable", "Signable", text, false);
+      status.show("signable", "Signable", text, false, link);
       // On the binary's own page, show it as it now is: signable, with its signing form.
       if (this.uploader.zone.getAttribute("data-binary-prn")) window.location.reload();
     } else if (this.phase === "verifying") {
-      const text = document.createDocumentFragment();
-      text.append("The server is checking SHA-256 and size: " + mib(this.verified) + " of " + mib(size) + " verified. ");
-      text.append(link);
-      status.show("verifying", "Verifying", text, false);
+      const text = "The server is checking SHA-256 and size: " + mib(this.verified) + " of " + mib(size) + " verified.";
+      status.show("verifying", "Verifying", text, false, link);
     } else {
       const phase = this.wholeHash ? "uploading" : "hashing";
       status.show(phase, this.wholeHash ? "Uploading" : "Hashing and uploading", this.note, false);
@@ -639,11 +638,7 @@
     } catch (error) {
       this.enable(true); // first: a disabled field cannot take the focus
       this.job = null;
-      const text = document.createDocumentFragment();
-      text.append(error.message || String(error));
-      const link = this.binaryLink(error.binary);
-      if (link) text.append(" ", link);
-      this.status.show("refused", "Not started", text, true);
+      this.status.show("refused", "Not started", error.message || String(error), true, this.binaryLink(error.binary));
       if (error instanceof ApiError) this.fieldError(error.field, error.message);
       return;
     }
