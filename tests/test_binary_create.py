@@ -90,6 +90,35 @@ def test_it_keeps_the_target_taken_in_every_live_state(version, actor, state):
         _create(version, actor, target="universal")
 
 
+@pytest.mark.parametrize(
+    ("state", "actions"),
+    [
+        (
+            State.UPLOADABLE,
+            "upload its content (Upload content on its page, or `peridio binaries upload`) "
+            "or discard it, or use another target.",
+        ),
+        (State.HASHABLE, "wait for its verification or discard it, or use another target."),
+        (
+            State.HASHING,
+            "wait for its verification, or reset it to uploadable and discard it, or use "
+            "another target.",
+        ),
+        (State.SIGNABLE, "sign it, or destroy it, or use another target."),
+        (State.SIGNED, "destroy it, or use another target."),
+    ],
+)
+def test_it_names_what_can_be_done_with_the_binary_holding_the_target(
+    version, actor, state, actions
+):
+    binary_in_state(state, artifact_version=version, target="universal")
+
+    with pytest.raises(Conflict) as excinfo:
+        _create(version, actor, target="universal")
+
+    assert excinfo.value.message.endswith(f", {state}); {actions}")
+
+
 def test_it_frees_the_target_once_the_binary_is_destroyed(version, actor):
     first = _create(version, actor)
     for step in (State.HASHABLE, State.HASHING, State.SIGNABLE, State.DESTROYED):

@@ -278,7 +278,12 @@ def test_it_shows_the_last_error_prominently(engineer, version):
 @pytest.mark.parametrize(
     ("state", "shown", "hidden"),
     [
-        ("uploadable", ["Destroy binary"], ["Reset to uploadable", "Verify and attach"]),
+        (
+            "uploadable",
+            ["Discard binary", "Upload content"],
+            ["Reset to uploadable", "Destroy binary", "Verify and attach"],
+        ),
+        ("hashable", ["Discard binary", "Reset to uploadable"], ["Destroy binary"]),
         ("hashing", ["Reset to uploadable"], ["Destroy binary", "Verify and attach"]),
         ("signable", ["Reset to uploadable", "Destroy binary", "Verify and attach"], []),
         ("destroyed", [], ["Reset to uploadable", "Destroy binary", "Get download URL"]),
@@ -395,6 +400,7 @@ def test_it_discards_an_uploadable_binary(engineer, version):
     binary.refresh_from_db()
     assert binary.state == State.DESTROYED
     assert binary.events.get(to_state=State.DESTROYED).reason == "gone"
+    assert b"target universal is free for another binary" in response.content
 
 
 # --- Signatures -----------------------------------------------------------------------------
