@@ -105,7 +105,9 @@ def timeline_summary(entries: list[dict[str, Any]], clicked: float) -> str:
     durations = [e["end"] - e["start"] for e in uploads]
     gaps = [b["start"] - a["start"] for a, b in itertools.pairwise(uploads)]
     most = max(sum(1 for o in uploads if o["start"] <= e["start"] < o["end"]) for e in uploads)
+    last = max(e["end"] for e in uploads)
     return (
+        f"last part saved {(last - clicked) / 1000:.2f} s after the click; "
         f"{len(uploads)} part uploads: first starts {(uploads[0]['start'] - clicked) / 1000:.2f} s "
         f"after the click, median {statistics.median(durations):.0f} ms each, starts "
         f"{statistics.median(gaps) if gaps else 0:.0f} ms apart (median), at most {most} at once; "
@@ -138,6 +140,9 @@ def run_browser(page: Any, stack: Stack, source: Path) -> tuple[float, int, str]
         elapsed = time.perf_counter() - started
     entries = page.evaluate(TIMELINE) if "/binaries/new" in page.url else []
     summary = timeline_summary(entries, clicked) if entries else "page left: no timeline"
+    hashed = page.locator("#upload-status .upload-hashing span")
+    if hashed.count():
+        summary = f"{hashed.inner_text()} {summary}"
     return elapsed, sampler.peak, summary
 
 

@@ -5,6 +5,7 @@ discarding an unfinished upload, and the warning before leaving mid-upload. Each
 saved as a screenshot under test-artifacts/screenshots/upload-*.png."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,19 @@ def status(page: Page):
 
 def message(page: Page):
     return page.locator("#upload-status .upload-message")
+
+
+def route_uploads(
+    page: Page, first: Callable[[Route], None], rest: Callable[[Route], None]
+) -> None:
+    """The first part upload (whichever part it is) through `first`, the others through `rest`."""
+    seen: list[str] = []
+
+    def handle(route: Route) -> None:
+        (rest if seen else first)(route)
+        seen.append(route.request.url)
+
+    page.route("**/transfer/parts/**", handle)
 
 
 def engineer_with_version(page: Page):
@@ -101,16 +115,9 @@ def test_it_stops_on_a_part_corrupted_in_flight_with_the_servers_reason_then_res
 ):
     version = engineer_with_version(page)
     firmware = random_file(tmp_path, 3 * PART)
-    corrupted: list[str] = []
-
-    def corrupt_one(route: Route) -> None:
-        if not corrupted:
-            corrupted.append(route.request.url)
-            route.continue_(post_data=os.urandom(PART))
-        else:
-            route.continue_()
-
-    page.route("**/transfer/parts/**", corrupt_one)
+    route_uploads(
+        page, first=lambda r: r.continue_(post_data=os.urandom(PART)), rest=Route.continue_
+    )
     traffic = PartTraffic(page)
     choose_file_and_create(page, version, firmware)
     expect(status(page)).to_have_attribute("data-phase", "stopped", timeout=60_000)
@@ -141,16 +148,7 @@ def test_it_resumes_after_the_network_is_cut_sending_only_the_missing_parts(
 ):
     version = engineer_with_version(page)
     firmware = random_file(tmp_path, 3 * PART)
-    passed: list[str] = []
-
-    def cut_after_one(route: Route) -> None:
-        if not passed:
-            passed.append(route.request.url)
-            route.continue_()
-        else:
-            route.abort("connectionreset")
-
-    page.route("**/transfer/parts/**", cut_after_one)
+    route_uploads(page, first=Route.continue_, rest=lambda r: r.abort("connectionreset"))
     traffic = PartTraffic(page)
     choose_file_and_create(page, version, firmware)
     expect(message(page)).to_contain_text("Trying again in", timeout=30_000)
