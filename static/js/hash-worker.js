@@ -12,7 +12,7 @@
 "use strict";
 
 const MiB = 1024 * 1024;
-const READ = 4 * MiB; // a read small enough to report progress often, large enough to be cheap
+const READ = 4 * MiB; // progress is reported after each slice this big
 
 const K = new Int32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -116,37 +116,37 @@ function base64(bytes) {
 
 // A part's SHA-256 by WebCrypto, which runs beside this thread's whole-file hashing; without
 // WebCrypto (a page not served securely, other than from localhost) a plain one.
-async function partDigest(chunks) {
+async function partDigest(buffer) {
   if (self.crypto && self.crypto.subtle) {
-    const whole = chunks.length === 1 ? chunks[0] : await new Blob(chunks).arrayBuffer();
-    return new Uint8Array(await self.crypto.subtle.digest("SHA-256", whole));
+    return new Uint8Array(await self.crypto.subtle.digest("SHA-256", buffer));
   }
   const plain = new PlainSHA256();
-  chunks.forEach(function (c) { plain.update(new Uint8Array(c)); });
+  plain.update(new Uint8Array(buffer));
   const text = plain.digest();
   return new Uint8Array(text.match(/../g).map(function (h) { return parseInt(h, 16); }));
 }
 
+// Each part is read whole, once: the same bytes feed the whole-file hash (a slice at a time,
+// reporting progress) and the part's digest, with no copy between them.
 async function hashFile(file, partSize, hashWasmUrl) {
   const made = await createHasher(hashWasmUrl);
   self.postMessage({ type: "hasher", name: made.name });
   const hasher = made.hasher;
   const pending = [];
   let index = 0;
-  for (let start = 0; start < file.size || (index === 0 && file.size === 0); start += partSize) {
+  for (let start = 0; start < file.size; start += partSize) {
     index += 1;
     const end = Math.min(file.size, start + partSize);
-    const chunks = [];
-    for (let at = start; at < end; at += READ) {
-      const buffer = await file.slice(at, Math.min(end, at + READ)).arrayBuffer();
-      hasher.update(new Uint8Array(buffer));
-      chunks.push(buffer);
-      self.postMessage({ type: "progress", bytes: at + buffer.byteLength });
-    }
-    if (file.size === 0) break;
+    const buffer = await file.slice(start, end).arrayBuffer();
+    const bytes = new Uint8Array(buffer);
     const n = index;
-    pending.push(partDigest(chunks).then(function (digest) {
-      self.postMessage({ type: "part", index: n, size: end - start, hash: hex(digest), checksum: base64(digest) });
+    const digest = partDigest(buffer); // off this thread, while the loop below hashes
+    for (let at = 0; at < bytes.length; at += READ) {
+      hasher.update(bytes.subarray(at, Math.min(bytes.length, at + READ)));
+      self.postMessage({ type: "progress", bytes: start + Math.min(bytes.length, at + READ) });
+    }
+    pending.push(digest.then(function (d) {
+      self.postMessage({ type: "part", index: n, size: end - start, hash: hex(d), checksum: base64(d) });
     }));
     if (pending.length > 2) await pending.shift(); // bound the parts held in memory
   }

@@ -20,6 +20,7 @@
   const MiB = 1024 * 1024;
   const MAX_PARTS = 10000;
   const MAX_ATTEMPTS = 6;
+  const PREDECLARED = 2; // parts declared ahead of a free slot
 
   function csrfToken() {
     try {
@@ -241,6 +242,7 @@
     this.active = new Map(); // index -> bytes of it sent so far
     this.queue = [];
     this.requests = new Set();
+    this.declarations = new Map(); // index -> the declaration made ahead of its upload
     this.sendStart = 0;
     this.note = "";
     this.stopped = null;
@@ -338,6 +340,21 @@
       this.active.set(index, 0);
       this.send(index);
     }
+    // Declare the next parts while these upload, so a freed slot starts sending at once
+    // rather than after a round trip to the API.
+    const self = this;
+    this.queue.slice(0, PREDECLARED).forEach(function (index) {
+      if (!self.declarations.has(index)) self.declarations.set(index, self.declare(index));
+    });
+  };
+
+  Job.prototype.declare = function (index) {
+    const part = this.hashes[index];
+    const declared = api(this.uploader.base, "PUT", "/binaries/" + this.binary.prn + "/parts/" + index, {
+      hash: part.hash, size: part.size, expected_binary_size: this.file.size,
+    });
+    declared.catch(function () {}); // a failed early declaration is made again by send()
+    return declared;
   };
 
   Job.prototype.send = async function (index) {
@@ -346,9 +363,9 @@
     const self = this;
     for (let attempt = 1; ; attempt++) {
       try {
-        const declared = (await api(this.uploader.base, "PUT", "/binaries/" + this.binary.prn + "/parts/" + index, {
-          hash: part.hash, size: part.size, expected_binary_size: this.file.size,
-        })).binary_part;
+        const early = attempt === 1 && this.declarations.get(index);
+        this.declarations.delete(index);
+        const declared = (await (early || this.declare(index))).binary_part;
         if (this.stopped) break; // stopped meanwhile: send no more bytes
         await putBytes(declared.presigned_upload_url, this.file.slice(start, start + part.size), part.checksum, function (loaded) {
           self.active.set(index, loaded);
@@ -450,6 +467,7 @@
     }
     const self = this;
     this.saved = new Set();
+    this.declarations = new Map();
     this.skippedBytes = 0;
     this.sentBytes = 0;
     this.sendStart = 0;

@@ -115,17 +115,26 @@ def test_it_stops_on_a_part_corrupted_in_flight_with_the_servers_reason_then_res
 ):
     version = engineer_with_version(page)
     firmware = random_file(tmp_path, 3 * PART)
-    route_uploads(
-        page, first=lambda r: r.continue_(post_data=os.urandom(PART)), rest=Route.continue_
-    )
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/transfer/parts/**", hold)
     traffic = PartTraffic(page)
     choose_file_and_create(page, version, firmware)
+    # All three parts on their way; the first to leave arrives corrupted, the others later.
+    wait_until(page, lambda: len(held) == 3, timeout=60)
+    held[0].continue_(post_data=os.urandom(PART))
     expect(status(page)).to_have_attribute("data-phase", "stopped", timeout=60_000)
     binary = Binary.objects.get(artifact_version=version, target=TARGET)
     bad = BinaryPart.objects.get(binary=binary, state=PartState.INVALID_HASH)
     reason = f"Stopped: Part {bad.index} was declared as sha256:{bad.hash} but the bytes"
     expect(message(page)).to_contain_text(reason)
+    expect(message(page)).to_contain_text("2 part(s) already on their way may still arrive.")
     # The parts still on their way arrive; the reason stays, and nothing says "uploading".
+    for route in held[1:]:
+        route.continue_()
     wait_until(page, lambda: len(traffic.uploaded) == 2)
     expect(message(page)).to_contain_text("2 of 3 parts saved.")
     expect(message(page)).to_contain_text(reason)
