@@ -419,3 +419,61 @@ def test_it_keeps_the_guides_shapes_without_the_version_header(api):
     )
     assert response.status_code == 200
     assert response.json()["binary"]["hash"] == f"sha256:{sha256_hex(content)}"
+
+
+# --- the transcribed structs read as serde reads ----------------------------------------------
+
+SERDE_BINARY = {
+    "artifact_version_prn": "prn:1:o:artifact_version:v",
+    "hash": None,
+    "organization_prn": "prn:1:o",
+    "prn": "prn:1:o:binary:b",
+    "inserted_at": "2026-01-01T00:00:00Z",
+    "revision": 0,
+    "state": "uploadable",
+    "target": "universal",
+    "updated_at": "2026-01-01T00:00:00Z",
+    "something_new": {"ignored": True},
+}
+
+
+def test_the_binary_struct_takes_what_serde_takes():
+    from tests.hosted_sdk import Binary
+
+    binary = Binary.model_validate(SERDE_BINARY)  # Options null or absent, unknown keys ignored
+    assert (binary.hash, binary.size, binary.signatures) == (None, None, None)
+    assert Binary.model_validate({**SERDE_BINARY, "revision": 2**32 - 1}).revision == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"revision": None},
+        {"revision": -1},
+        {"revision": 2**32},
+        {"revision": "0"},
+        {"revision": 1.5},
+        {"size": -1},
+        {"size": "10"},
+        {"state": "deleted"},
+        {"target": None},
+        {"signatures": [{"signature": "ab", "keyid": "k"}]},
+    ],
+)
+def test_the_binary_struct_refuses_what_serde_refuses(change):
+    from pydantic import ValidationError
+
+    from tests.hosted_sdk import Binary
+
+    with pytest.raises(ValidationError):
+        Binary.model_validate({**SERDE_BINARY, **change})
+
+
+@pytest.mark.parametrize("name", ["revision", "target", "organization_prn", "inserted_at"])
+def test_the_binary_struct_refuses_a_required_field_absent(name):
+    from pydantic import ValidationError
+
+    from tests.hosted_sdk import Binary
+
+    with pytest.raises(ValidationError):
+        Binary.model_validate({k: v for k, v in SERDE_BINARY.items() if k != name})
