@@ -28,7 +28,7 @@ OPERATORS = ("<=", ">=", ":", "-", "~", "<", ">")  # two-character operators fir
 COMPARISONS = frozenset({"<", "<=", ">", ">="})
 TEXT_OPERATORS = frozenset({":", "-", "~"})
 OPERATOR_LIST = ":, -, ~, <, <=, >, >="
-KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_.")  # dots: signature.signing_key.keyid
 MAX_BIGINT = 2**63 - 1
 
 
@@ -330,5 +330,23 @@ ARTIFACT_VERSION_FIELDS: dict[str, SearchField] = {
     "description": SearchField("text", "description"),
     "prn": SearchField("prn", "uuid", "artifact_version"),
     "version": SearchField("text", "version"),
+    **_timestamps(),
+}
+
+# The hosted CLI asks whether a key already signed a binary with
+# binary_prn:'...' and signature.signing_key.keyid:'...'.
+BINARY_SIGNATURE_FIELDS: dict[str, SearchField] = {
+    "binary_prn": SearchField("prn", "binary__uuid", "binary"),
+    "keyid": SearchField("text", "signing_key__keyid"),
+    "prn": SearchField("prn", "uuid", "binary_signature"),
+    "signature.signing_key.keyid": SearchField("text", "signing_key__keyid"),
+    "signing_key_prn": SearchField("prn", "signing_key__uuid", "signing_key"),
+    **_timestamps(),
+}
+
+SIGNING_KEY_FIELDS: dict[str, SearchField] = {
+    "keyid": SearchField("text", "keyid"),
+    "name": SearchField("text", "name"),
+    "prn": SearchField("prn", "uuid", "signing_key"),
     **_timestamps(),
 }

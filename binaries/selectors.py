@@ -4,11 +4,13 @@ from typing import TypeVar
 
 from django.db.models import Model, Prefetch, QuerySet
 
-from binaries.models import Artifact, ArtifactVersion, Binary, BinarySignature
+from binaries.models import Artifact, ArtifactVersion, Binary, BinarySignature, SigningKey
 from binaries.search import (
     ARTIFACT_FIELDS,
     ARTIFACT_VERSION_FIELDS,
     BINARY_FIELDS,
+    BINARY_SIGNATURE_FIELDS,
+    SIGNING_KEY_FIELDS,
     search_filter,
 )
 from peridio_console.accounts.models import Organization
@@ -116,6 +118,28 @@ def binary_list(
         queryset = queryset.filter(state=state)
     if search:
         queryset = queryset.filter(search_filter(search, BINARY_FIELDS, organization))
+    return queryset
+
+
+def binary_signature_list(
+    organization: Organization, *, binary: Binary | None = None, search: str | None = None
+) -> QuerySet[BinarySignature]:
+    queryset = BinarySignature.objects.select_related(
+        "binary__organization", "signing_key__organization"
+    ).filter(binary__organization=organization)
+    if binary is not None:
+        queryset = queryset.filter(binary=binary)
+    if search:
+        queryset = queryset.filter(search_filter(search, BINARY_SIGNATURE_FIELDS, organization))
+    return queryset
+
+
+def signing_key_list(
+    organization: Organization, *, search: str | None = None
+) -> QuerySet[SigningKey]:
+    queryset = SigningKey.objects.select_related("organization").filter(organization=organization)
+    if search:
+        queryset = queryset.filter(search_filter(search, SIGNING_KEY_FIELDS, organization))
     return queryset
 
 

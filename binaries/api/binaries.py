@@ -35,6 +35,7 @@ def create_binary(request: HttpRequest, payload: BinaryCreateIn) -> Status[dict]
         size=payload.size,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
+        id=payload.id,
     )
     return Status(201, {"binary": BinaryOut.from_model(binary)})
 
@@ -69,7 +70,7 @@ def get_binary(request: HttpRequest, prn: str) -> dict:
 def update_binary(request: HttpRequest, prn: str, payload: BinaryUpdateIn) -> dict:
     context = writer(request, "changing binaries")
     binary = selectors.get_binary(context.organization, prn)
-    binary = services.binary_change(binary=binary, actor=context.actor, **fields_set(payload))
+    binary = services.binary_change(binary=binary, actor=context.actor, **fields_set(payload, prn))
     return {"binary": BinaryOut.from_model(binary)}
 
 

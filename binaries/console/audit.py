@@ -39,6 +39,7 @@ AUDIT_ACTIONS = (
     "binary_signature.deleted",
     "download_url.issued",
     "signing_key.created",
+    "signing_key.renamed",
     "signing_key.revoked",
     "api_key.created",
     "api_key.revoked",
