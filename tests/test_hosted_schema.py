@@ -174,7 +174,7 @@ def everyday_calls(schema: Any, run: Run) -> list[str]:
         ("/binaries/{binary_prn}/download_url", "GET", {"binary_prn": world.signed.prn}, None),
         ("/signing_keys", "POST", {}, {"name": "everyday", "value": raw_public_key_b64(key)}),
     ]
-    failures = []
+    failures: list[str] = []
     answers = [_everyday(schema, run, *call, failures) for call in calls]
     key_prn = answers[-1].json()["signing_key"]["prn"]  # the key just registered signs
     signature = {
