@@ -538,12 +538,13 @@ def cli_binaries_create(
     content: bytes,
     signer: Signer | None = None,
     part_size: int = DEFAULT_PART_SIZE,
+    concurrency: int = 1,
     polls: int = 30,
 ) -> Binary:
     """`peridio binaries create --artifact-version-prn .. --target .. --content-path ..
     [--signing-key-private .. --signing-key-prn ..]`: get_or_create_binary, then
-    BinaryProcessor::process_binary. Parts go one after another (the CLI runs them
-    concurrently; the calls are the same). Raises SdkError or CliError where the CLI stops."""
+    BinaryProcessor::process_binary. Parts go `concurrency` at a time (the CLI's default is
+    twice the cores, at most 16). Raises SdkError or CliError where the CLI stops."""
     hash, size = sha256_hex(content), len(content)
     search = f"target:'{target}' and artifact_version_prn:'{artifact_version_prn}'"
     found = api.binaries_list(search)
@@ -556,7 +557,8 @@ def cli_binaries_create(
             binary = _reset_binary(api, binary, hash, size)
     else:
         binary = _some(api.binaries_create(artifact_version_prn, target, hash, size)).binary
-    return _process_binary(api, binary, content, signer, part_size, polls)
+    upload = (part_size, concurrency)
+    return _process_binary(api, binary, content, signer, upload, polls)
 
 
 class CliError(Exception):
@@ -588,13 +590,13 @@ def _process_binary(
     binary: Binary,
     content: bytes,
     signer: Signer | None,
-    part_size: int,
+    upload: tuple[int, int],
     polls: int,
 ) -> Binary:
     """binary_processor.rs `process_binary`, by the state the binary was found or created in."""
     signed_hash = binary.hash  # binaries.rs: BinaryProcessorConfig.binary_content_hash
     if binary.state == "uploadable":
-        _upload_parts(api, binary, content, part_size)
+        _upload_parts(api, binary, content, *upload)
         binary = _some(api.binaries_update(binary.prn, state="hashable")).binary
         binary = _some(api.binaries_update(binary.prn, state="hashing")).binary
     elif binary.state == "hashable":
@@ -609,26 +611,36 @@ def _process_binary(
     return _sign_binary(api, binary, signer, signed_hash)
 
 
-def _upload_parts(api: HostedApi, binary: Binary, content: bytes, part_size: int) -> None:
+def _upload_parts(
+    api: HostedApi, binary: Binary, content: bytes, part_size: int, concurrency: int
+) -> None:
+    """binary_upload.rs: list the parts, then each part not yet valid (declare, PUT the bytes),
+    `concurrency` at a time (the CLI's `buffer_unordered`)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     listed = _some(api.binary_parts_list(binary.prn)).binary_parts
     valid = {part.index for part in listed if part.state == "valid"}
-    for index, start in enumerate(range(0, len(content), part_size), start=1):
-        if index in valid:
-            continue
-        chunk = content[start : start + part_size]
-        part = _some(
-            api.binary_parts_create(
-                binary.prn,
-                index,
-                expected_binary_size=_some(binary.size),
-                hash=sha256_hex(chunk),
-                size=len(chunk),
-            )
-        ).binary_part
-        response = upload_chunk(part.presigned_upload_url, chunk)
-        api.calls.append(Call("PUT", "<presigned_upload_url>", response.status_code))
-        if not 200 <= response.status_code <= 201:
-            raise CliError(f"Wasn't able to upload binary part {index}: {response.text[:500]}")
+    chunks = [content[start : start + part_size] for start in range(0, len(content), part_size)]
+    todo = [(index, chunk) for index, chunk in enumerate(chunks, 1) if index not in valid]
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for done in [pool.submit(_upload_part, api, binary, *job) for job in todo]:
+            done.result()
+
+
+def _upload_part(api: HostedApi, binary: Binary, index: int, chunk: bytes) -> None:
+    part = _some(
+        api.binary_parts_create(
+            binary.prn,
+            index,
+            expected_binary_size=_some(binary.size),
+            hash=sha256_hex(chunk),
+            size=len(chunk),
+        )
+    ).binary_part
+    response = upload_chunk(part.presigned_upload_url, chunk)
+    api.calls.append(Call("PUT", "<presigned_upload_url>", response.status_code))
+    if not 200 <= response.status_code <= 201:
+        raise CliError(f"Wasn't able to upload binary part {index}: {response.text[:500]}")
 
 
 def _wait_for_signable(api: HostedApi, prn: str, polls: int) -> Binary:
