@@ -299,6 +299,11 @@ def search_filter(text: str, fields: Mapping[str, SearchField], organization: Or
     return result
 
 
+def search_keys(text: str) -> set[str]:
+    """The keys a query names (SearchError when it is malformed)."""
+    return {clause.key for clause in parse_search(text)}
+
+
 def _timestamps() -> dict[str, SearchField]:
     return {
         "created_at": SearchField("time", "created_at"),

@@ -4,7 +4,14 @@ from typing import TypeVar
 
 from django.db.models import Model, Prefetch, QuerySet
 
-from binaries.models import Artifact, ArtifactVersion, Binary, BinarySignature, SigningKey
+from binaries.models import (
+    Artifact,
+    ArtifactVersion,
+    Binary,
+    BinarySignature,
+    SigningKey,
+    State,
+)
 from binaries.search import (
     ARTIFACT_FIELDS,
     ARTIFACT_VERSION_FIELDS,
@@ -12,6 +19,7 @@ from binaries.search import (
     BINARY_SIGNATURE_FIELDS,
     SIGNING_KEY_FIELDS,
     search_filter,
+    search_keys,
 )
 from peridio_console.accounts.models import Organization
 from peridio_console.core.errors import InvalidInput, NotFound
@@ -107,7 +115,9 @@ def binary_list(
     target: str | None = None,
     state: str | None = None,
     search: str | None = None,
+    live_only: bool = False,
 ) -> QuerySet[Binary]:
+    """With live_only, destroyed binaries are left out unless the search names a state."""
     # binaries() for its signature prefetch; only the version joined (see above).
     queryset = binaries(organization).select_related(None).select_related("artifact_version")
     if artifact_version is not None:
@@ -118,6 +128,8 @@ def binary_list(
         queryset = queryset.filter(state=state)
     if search:
         queryset = queryset.filter(search_filter(search, BINARY_FIELDS, organization))
+    if live_only and not state and not (search and "state" in search_keys(search)):
+        queryset = queryset.exclude(state=State.DESTROYED)
     return queryset
 
 

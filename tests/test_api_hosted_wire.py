@@ -432,3 +432,26 @@ def test_it_refuses_a_part_body_naming_another_index_or_binary(hosted, org, vers
     wrong_binary = hosted.call("put", path, body | {"binary_prn": other})
     assert wrong_binary.status_code == 400 and other in errors_of(wrong_binary)["binary_prn"][0]
     assert not binary.parts.exists()
+
+
+# --- A destroyed binary is gone for the platform's clients --------------------------------
+
+
+def test_it_lists_destroyed_binaries_to_the_platforms_clients_only_by_state(
+    hosted, engineer_api, org, version
+):
+    gone = binary_in_state(State.DESTROYED, artifact_version=version, organization=org)
+    live = BinaryFactory(artifact_version=version, organization=org, target=gone.target)
+    # binaries.rs, get_or_create_binary: one listed binary is taken for the target's own.
+    search = f"target:'{gone.target}' and artifact_version_prn:'{version.prn}'"
+
+    def listed(api, prefix: str, **params: str) -> list[str]:
+        response = api.get(f"{prefix}/binaries", **params)
+        assert response.status_code == 200, response.content
+        return [b["prn"] for b in response.json()["binaries"]]
+
+    assert listed(hosted, "/v1", search=search) == [live.prn]
+    assert listed(hosted, "/v1", search=f"{search} and state:destroyed") == [gone.prn]
+    assert listed(hosted, "/v1", state="destroyed") == [gone.prn]
+    assert listed(engineer_api, "", search=search) == [gone.prn, live.prn]
+    assert hosted.get(f"/v1/binaries/{gone.prn}").json()["binary"]["state"] == "destroyed"

@@ -321,8 +321,8 @@ def request_for(
     body = None
     if "requestBody" in operation:
         fields = _body_properties(document, operation)
-        if method == "PATCH":
-            body = {"description": "isolation"}
+        if method == "PATCH":  # a signing key has a name, no description
+            body = {"description" if "description" in fields else "name": "isolation"}
         else:
             body = {name: value for name, value in BODY_VALUES.items() if name in fields}
             if "value" in fields:

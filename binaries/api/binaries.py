@@ -17,6 +17,7 @@ from binaries.api.schemas import (
     list_body,
 )
 from binaries.serializers import BinaryOut
+from peridio_console.core.wire import wants_platform
 
 router = Router(tags=["binaries"])
 
@@ -43,7 +44,9 @@ def create_binary(request: HttpRequest, payload: BinaryCreateIn) -> Status[dict]
 @router.get("", response={200: BinaryList, **ERRORS})
 def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict:
     """Oldest first unless order=desc. Search keys: artifact_version_prn, description, hash,
-    prn, size, state, target, created_at, inserted_at, updated_at."""
+    prn, size, state, target, created_at, inserted_at, updated_at. With `x-api-version: 2`
+    destroyed binaries are listed only when asked for by state: the hosted platform's delete
+    removes a binary, and its CLI takes a listed binary for the target's current one."""
     organization = api_context(request).organization
     version = None
     if params.artifact_version_prn:
@@ -56,6 +59,7 @@ def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict
         target=params.target,
         state=params.state,
         search=params.search,
+        live_only=wants_platform(request),
     )
     return list_body("binaries", queryset, params, BinaryOut.from_model, organization=organization)
 

@@ -43,8 +43,8 @@ def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn)
     A `content-range` header (the hosted SDK sends one) is not read: the SDK computes it from
     this part's size, which is wrong for a short last part, and index and size say it all."""
     context = writer(request, "uploading a binary part")
-    _same_as_path(payload, prn, index)
     binary = selectors.get_binary(context.organization, prn)
+    _same_as_path(payload, prn, index)
     declared = uploads.part_declare(
         binary=binary,
         index=index,
