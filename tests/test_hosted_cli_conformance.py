@@ -410,6 +410,18 @@ def test_it_creates_gets_lists_and_updates_artifacts_and_versions_with_the_sdks_
     assert binary is not None and binary.binary.prn.endswith(f":binary:{binary_id}")
 
 
+def test_it_deletes_an_empty_version_and_artifact(api):
+    artifact = api.artifacts_create(name="short-lived")
+    assert artifact is not None
+    version = api.artifact_versions_create(artifact.artifact.prn, "0.0.1")
+    assert version is not None
+    assert api.artifact_versions_delete(version.artifact_version.prn) is None
+    assert api.artifacts_delete(artifact.artifact.prn) is None
+    with pytest.raises(SdkError) as gone:
+        api.artifacts_get(artifact.artifact.prn)
+    assert gone.value.status == 404 and gone.value.detail
+
+
 def test_it_refuses_a_taken_or_malformed_id_and_a_prn_that_is_not_the_paths(api):
     wanted = str(uuid.uuid4())
     first = api.artifacts_create(name="one", id=wanted)
