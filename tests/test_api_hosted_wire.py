@@ -139,6 +139,10 @@ def test_it_answers_errors_in_the_platforms_shapes(hosted, engineer_api, version
     method = hosted.call("put", "/v1/artifacts")
     assert method.status_code == 405 and "PUT is not allowed" in errors_of(method)["detail"]
 
+    stranger = Client(HTTP_AUTHORIZATION="Token pdo_nope_nope", HTTP_X_API_VERSION="2")
+    refused = stranger.get("/v1/artifacts")
+    assert refused.status_code == 401 and set(errors_of(refused)) == {"detail"}
+
     # Without the header: the guide's one shape, unchanged.
     assert error_of(engineer_api.get(f"/binaries/{missing}"))["code"] == "not_found"
 
