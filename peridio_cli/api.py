@@ -12,8 +12,10 @@ import httpx
 from peridio_cli import __version__, ui
 from peridio_cli.errors import ApiError, Unavailable, UsageProblem
 
-API_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
+DEFAULT_TIMEOUT = 30.0  # seconds an API call may take, its retries included
+CONNECT_TIMEOUT = 10.0
 TRANSFER_TIMEOUT = httpx.Timeout(600.0, connect=15.0)
+API_RETRIES = 5  # idempotent calls: about 15 s of backoff, enough for a network blip
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"peridio-cli/{__version__} (peridio-console)"
 
@@ -59,6 +61,17 @@ def error_from(response: httpx.Response, what: str) -> ApiError:
         field = error.get("field")
     elif isinstance(body, dict) and "detail" in body:
         message = one_line(str(body["detail"]))
+    if not message and _looks_like_html(response):
+        message = (
+            f"the server answered an HTML page ({response.reason_phrase}), not the API's JSON."
+        )
+        if status == 404:
+            message += (
+                " Check --base-url (PERIDIO_BASE_URL): the server's root such as "
+                "https://console.example.com; the CLI adds /v1."
+            )
+        elif status in (502, 503, 504):
+            message += " A proxy in front of the server could not reach it."
     if not message:
         message = one_line(response.text[:300]) or response.reason_phrase
     if status >= 500:
@@ -72,10 +85,25 @@ def error_from(response: httpx.Response, what: str) -> ApiError:
     return ApiError(status, code, text, field)
 
 
-def network_error(exc: Exception, what: str, where: str) -> Unavailable:
-    reason = one_line(str(exc)) or type(exc).__name__
+def _reason(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
-        reason = f"timed out ({type(exc).__name__})"
+        return f"no answer in time ({type(exc).__name__})"
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def _looks_like_html(response: httpx.Response) -> bool:
+    head = response.text[:200].lstrip().lower()
+    return "html" in response.headers.get("content-type", "") or head.startswith(
+        ("<!doctype", "<html")
+    )
+
+
+def network_error(
+    exc: Exception, what: str, where: str, timeout: float | None = None
+) -> Unavailable:
+    reason = _reason(exc)
+    if isinstance(exc, httpx.TimeoutException) and timeout is not None:
+        reason = f"no answer within {timeout:g} s, the time-out (--timeout, PERIDIO_TIMEOUT)"
     return Unavailable(
         f"{what} failed: cannot reach {where} ({reason}). Check --base-url or "
         "PERIDIO_BASE_URL, that the server is running, and your network."
@@ -101,7 +129,9 @@ class Api:
         *,
         ca_path: str | None = None,
         connections: int = 10,
+        timeout: float = DEFAULT_TIMEOUT,
     ):
+        self.timeout = timeout
         root = base_url.strip().rstrip("/")
         if root.endswith("/v1"):
             root = root[: -len("/v1")]
@@ -116,7 +146,7 @@ class Api:
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
             },
-            timeout=API_TIMEOUT,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
             verify=verify,
             limits=limits,
         )
@@ -150,30 +180,47 @@ class Api:
         accept: tuple[int, ...] = (),
     ) -> Any:
         """One API call; its JSON answer (None for 204). Idempotent calls (GET, PUT) are
-        retried on network errors and 429/5xx with exponential backoff."""
+        retried on network errors and 429/5xx with exponential backoff; the whole call,
+        retries included, takes at most the time-out (--timeout, PERIDIO_TIMEOUT)."""
         if retries is None:
-            retries = 3 if method in ("GET", "PUT", "HEAD") else 0
+            retries = API_RETRIES if method in ("GET", "PUT", "HEAD") else 0
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
+        began = time.monotonic()
         while True:
             started = time.monotonic()
+            left = self.timeout - (started - began)
             try:
+                if left <= 0:
+                    raise httpx.ReadTimeout("no time left")
                 response = self.http.request(
-                    method, path, json=json, params=clean or None, timeout=API_TIMEOUT
+                    method,
+                    path,
+                    json=json,
+                    params=clean or None,
+                    timeout=httpx.Timeout(left, connect=min(left, CONNECT_TIMEOUT)),
                 )
             except httpx.TransportError as exc:
                 ui.debug(f"{method} /v1{path}: {type(exc).__name__}: {exc}")
-                if attempt < retries:
-                    time.sleep(backoff(attempt))
+                pause = backoff(attempt)
+                if attempt < retries and time.monotonic() + pause < began + self.timeout:
+                    ui.note(f"{what}: {_reason(exc)}; retrying in {pause:.1f} s.")
+                    time.sleep(pause)
                     attempt += 1
                     continue
-                raise network_error(exc, what, self.root) from None
+                raise network_error(exc, what, self.root, self.timeout) from None
             ui.debug(
                 f"{method} /v1{path} -> {response.status_code} "
                 f"({(time.monotonic() - started) * 1000:.0f} ms)"
             )
-            if response.status_code in RETRY_STATUSES and attempt < retries:
-                time.sleep(backoff(attempt))
+            pause = backoff(attempt)
+            if (
+                response.status_code in RETRY_STATUSES
+                and attempt < retries
+                and time.monotonic() + pause < began + self.timeout
+            ):
+                ui.debug(f"retrying in {pause:.1f} s")
+                time.sleep(pause)
                 attempt += 1
                 continue
             if response.status_code >= 400 and response.status_code not in accept:
@@ -185,7 +232,8 @@ class Api:
             except ValueError:
                 raise Unavailable(
                     f"{what}: the server at {self.root} answered HTTP {response.status_code} "
-                    "with something other than JSON; is --base-url a Peridio API?"
+                    "with something other than JSON; is --base-url a Peridio API (the server's "
+                    "root, without /v1)?"
                 ) from None
 
     # --- Helpers ------------------------------------------------------------------------

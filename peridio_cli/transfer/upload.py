@@ -195,7 +195,8 @@ class Uploader:
         started = time.monotonic()
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            with ui.Progress("uploading", total) as bar:
+            whole = sum(p.size for p in plans)
+            with ui.Progress("uploading", whole, already=whole - total) as bar:
                 self.bar = bar
                 threads = [
                     threading.Thread(
