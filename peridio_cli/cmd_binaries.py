@@ -345,7 +345,6 @@ def binaries_get(ctx: click.Context, prn: str) -> None:
 @option("--wait", is_flag=True, help="With --state hashable: wait until verified.")
 @option(
     "--wait-timeout",
-    "timeout",
     type=click.FloatRange(min=0),
     default=waiting.DEFAULT_WAIT_SECONDS,
     show_default=True,
@@ -363,7 +362,7 @@ def binaries_update(
     custom_metadata: str | None,
     custom_metadata_path: str | None,
     wait: bool,
-    timeout: float,
+    wait_timeout: float,
 ) -> None:
     """Change a binary's description or metadata, its declaration, or its state.
 
@@ -395,7 +394,7 @@ def binaries_update(
         "binary"
     ]
     if wait and state == "hashable":
-        binary = waiting.wait_verified(client, binary, timeout)
+        binary = waiting.wait_verified(client, binary, wait_timeout)
     emit(ctx, binary, "binary")
 
 

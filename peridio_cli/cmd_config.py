@@ -47,7 +47,12 @@ def profiles_create(name: str, url: str | None, key: str | None, ca: str | None)
 
 @profiles.command("list")
 def profiles_list() -> None:
-    """Profiles and their base URLs (API keys are not shown)."""
+    """Profiles and their base URLs (API keys are not shown).
+
+    \b
+    Example:
+      peridio config profiles list
+    """
     shown = {
         name: {k: ("…" + v[-4:] if k == "api_key" and v else v) for k, v in entry.items()}
         for name, entry in config.profiles(config.load()).items()
@@ -58,7 +63,12 @@ def profiles_list() -> None:
 @profiles.command("delete")
 @option("--name", required=True, help="The profile to remove.")
 def profiles_delete(name: str) -> None:
-    """Remove a profile from the config file."""
+    """Remove a profile from the config file.
+
+    \b
+    Example:
+      peridio config profiles delete --name old
+    """
     data = config.load()
     known = config.profiles(data)
     if name not in known:
@@ -106,14 +116,24 @@ def pairs_create(name: str, signing_key_prn: str, private: str) -> None:
 
 @signing_key_pairs.command("list")
 def pairs_list() -> None:
-    """The signing key pairs of the config file."""
+    """The signing key pairs of the config file.
+
+    \b
+    Example:
+      peridio config signing-key-pairs list
+    """
     click.echo(json.dumps(config.load().get("signing_key_pairs") or {}, indent=2, sort_keys=True))
 
 
 @signing_key_pairs.command("delete")
 @option("--name", required=True, help="The pair to remove.")
 def pairs_delete(name: str) -> None:
-    """Remove a signing key pair from the config file (not the key file)."""
+    """Remove a signing key pair from the config file (not the key file).
+
+    \b
+    Example:
+      peridio config signing-key-pairs delete --name old
+    """
     data = config.load()
     pairs = data.get("signing_key_pairs") or {}
     if not isinstance(pairs, dict) or name not in pairs:

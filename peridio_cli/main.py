@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return _closed_pipe()
+    except SystemExit:
+        # click meets a closed stdout by swapping in a wrapper that ignores it and exiting 1.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            return _closed_pipe()
+        raise
     try:
         sys.stdout.flush()
     except BrokenPipeError:

@@ -377,7 +377,7 @@ def test_it_refuses_to_destroy_without_yes_when_there_is_no_terminal(stack):
 # --- 3. Help -----------------------------------------------------------------------------------
 
 
-def test_it_prints_readable_help_for_a_bare_command(stack):
+def test_it_prints_readable_help_for_a_bare_command():
     for args in ([], ["binaries"], ["config"], ["config", "signing-key-pairs"]):
         done = subprocess.run(
             [PERIDIO, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
@@ -439,7 +439,11 @@ def test_progress_fits_a_60_column_terminal_with_an_eta(stack, tmp_path):
         code, text = in_terminal([PERIDIO, *args], stack.cli_env(base_url=proxy.url, TERM="xterm"))
     assert code == 0, text
     lines = text.replace("\r\n", "\n").split("\n")
-    for line in lines:
+    bars = [
+        line for line in lines if line.lstrip("\r\x1b[2K").startswith(("uploading", "verifying"))
+    ]
+    assert bars, text
+    for line in bars:  # stdout's JSON is on the terminal too, as long as it is
         for shown in line.split("\r"):
             assert len(shown.replace("\x1b[2K", "")) <= 59, repr(shown)
     assert len([line for line in lines if "uploading" in line]) == 1, lines
@@ -460,3 +464,33 @@ def test_progress_without_a_terminal_is_a_plain_line_every_few_seconds(stack, tm
     assert len(plain) >= 2, done.stderr  # at least one on the way and the last
     assert "\r" not in done.stderr and "\x1b" not in done.stderr
     assert plain[-1].startswith("peridio: uploading 100% 40.0 MiB/40.0 MiB")
+
+
+# --- 7. Completion and signing key pairs ---------------------------------------------------------
+
+
+def test_it_prints_completion_scripts_that_complete_commands(tmp_path):
+    for shell in ("bash", "zsh", "fish"):
+        done = subprocess.run([PERIDIO, "completion", shell], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert "_PERIDIO_COMPLETE" in done.stdout
+    # What the bash script asks the entry point for, answered by the entry point.
+    env = {**os.environ, "_PERIDIO_COMPLETE": "bash_complete", "COMP_WORDS": "peridio bin",
+           "COMP_CWORD": "1"}  # fmt: skip
+    answer = subprocess.run([PERIDIO], env=env, capture_output=True, text=True)
+    assert answer.returncode == 0 and "binaries" in answer.stdout, answer
+
+
+def test_it_adds_a_signing_key_pair_to_the_config_file(tmp_path):
+    key = openssl_key(tmp_path / "release.pem")
+    env = {"PATH": os.environ["PATH"], "PERIDIO_CONFIG_DIR": str(tmp_path / "config")}
+    args = ["config", "signing-key-pairs", "create", "--name", "release", "--signing-key-prn",
+            "prn:1:org:signing_key:k", "--signing-key-private-path", str(key)]  # fmt: skip
+    made = subprocess.run([PERIDIO, *args], env=env, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    saved = json.loads((tmp_path / "config" / "config.json").read_text())
+    assert saved["signing_key_pairs"]["release"] == {
+        "signing_key_prn": "prn:1:org:signing_key:k",
+        "signing_key_private_path": str(key),
+    }
+    assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600"

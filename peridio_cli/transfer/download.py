@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import httpx
-
 from peridio_cli import ui
 from peridio_cli.api import Api, Retry, backoff, error_from, network_error, redact
 from peridio_cli.errors import Failed, Unavailable, UsageProblem
@@ -202,6 +200,8 @@ def _fetch(
 ) -> tuple[Any, int]:
     """Stream the content from byte start.have into out, retrying with Range; the running
     SHA-256 and the byte count. With a record, checkpoints are saved as bytes land."""
+    import httpx
+
     digest, have = start.digest, start.have
     checkpoints = dict(start.checkpoints)
     last_mark = have
