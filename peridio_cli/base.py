@@ -388,6 +388,19 @@ def read_json_option(value: str | None, path: str | None, name: str) -> Any:
     return data
 
 
+def retries_option(what: str) -> Any:
+    """--retries, with exponential backoff between tries."""
+    from peridio_cli.transfer.limits import DEFAULT_RETRIES
+
+    return option(
+        "--retries",
+        type=click.IntRange(0, 50),
+        default=DEFAULT_RETRIES,
+        show_default=True,
+        help=f"Retries of {what}, with exponential backoff.",
+    )
+
+
 def list_options(func: Any, search: bool = True) -> Any:
     """--limit, --order, --search, --page: the API's list parameters; --all and --wide."""
     decorators = [

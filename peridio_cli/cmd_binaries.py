@@ -18,6 +18,7 @@ from peridio_cli.base import (
     list_options,
     option,
     read_json_option,
+    retries_option,
 )
 from peridio_cli.binary_send import TransferOptions
 from peridio_cli.errors import Refused, UsageProblem
@@ -63,13 +64,7 @@ def transfer_options(func: Any) -> Any:
             help=f"Parts in flight at once [default: min(2 x cores, 8) = "
             f"{limits.default_concurrency()}].",
         ),
-        option(
-            "--retries",
-            type=click.IntRange(0, 50),
-            default=limits.DEFAULT_RETRIES,
-            show_default=True,
-            help="Retries of each failed part, with exponential backoff.",
-        ),
+        retries_option("each failed part"),
         option(
             "--no-wait",
             is_flag=True,
@@ -447,13 +442,7 @@ binaries.add_command(binaries_destroy, "delete")
 )
 @option("--force", is_flag=True, help="Replace FILE if it exists (only once verified).")
 @option("--expires-in", type=click.IntRange(min=1), help="Lifetime of the URL, seconds.")
-@option(
-    "--retries",
-    type=click.IntRange(0, 50),
-    default=limits.DEFAULT_RETRIES,
-    show_default=True,
-    help="Retries of an interrupted transfer, each resuming where it stopped.",
-)
+@retries_option("an interrupted transfer (each resumes where it stopped)")
 @click.pass_context
 def binaries_download(
     ctx: click.Context, prn: str, dest: str, force: bool, expires_in: int | None, retries: int

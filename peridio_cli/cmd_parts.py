@@ -4,7 +4,7 @@ import os
 
 import click
 
-from peridio_cli.base import Group, api, emit, emit_list, option
+from peridio_cli.base import Group, api, emit, emit_list, option, retries_option
 from peridio_cli.errors import UsageProblem
 from peridio_cli.transfer import hashing, limits, upload
 
@@ -42,13 +42,7 @@ def binary_parts() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The whole file, to take --expected-binary-size from.",
 )
-@option(
-    "--retries",
-    type=click.IntRange(0, 50),
-    default=limits.DEFAULT_RETRIES,
-    show_default=True,
-    help="Retries of a failed upload, with exponential backoff.",
-)
+@retries_option("a failed upload")
 @click.pass_context
 def parts_create(
     ctx: click.Context,

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return _closed_pipe()
     except SystemExit:
         # click meets a closed stdout by swapping in a wrapper that ignores it and exiting 1.
-        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
             return _closed_pipe()
         raise
     try:

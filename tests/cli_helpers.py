@@ -433,6 +433,15 @@ class Proxy:
             )
 
 
+def one_error_line(done: subprocess.CompletedProcess, code: int) -> str:
+    """The one line a failed command printed on stderr, after checking its exit status."""
+    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
 def in_terminal(
     args: list[str], env: dict[str, str], columns: int = 60, timeout: float = 300
 ) -> tuple[int, str]:

@@ -19,6 +19,7 @@ from tests.cli_helpers import (
     Proxy,
     create_args,
     in_terminal,
+    one_error_line,
     random_file,
     running_stack,
 )
@@ -30,14 +31,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("cli-everyday")) as running:
         yield running
-
-
-def one_error_line(done, code: int) -> str:
-    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return lines[0]
 
 
 def openssl_key(path: Path, algorithm: str = "ed25519", *extra: str) -> Path:

@@ -17,6 +17,7 @@ from tests.cli_helpers import (
     MiB,
     Proxy,
     create_args,
+    one_error_line,
     random_file,
     running_stack,
     sha256_file,
@@ -29,14 +30,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("cli-transfer")) as running:
         yield running
-
-
-def one_error_line(done, code: int) -> str:
-    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return lines[0]
 
 
 # --- Resume and retry -----------------------------------------------------------------------
