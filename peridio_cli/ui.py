@@ -38,7 +38,7 @@ def _write_line(text: str) -> None:
         if _bar is not None and _bar.drawn:
             stream.write("\r\x1b[2K")
         stream.write(text + "\n")
-        if _bar is not None:
+        if _bar is not None and _bar.enabled:
             _bar.draw(force=True)
         stream.flush()
 

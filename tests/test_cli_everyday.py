@@ -487,3 +487,40 @@ def test_it_adds_a_signing_key_pair_to_the_config_file(tmp_path):
         "signing_key_private_path": str(key),
     }
     assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_it_discards_an_abandoned_upload_with_a_reason(stack, tmp_path):
+    version = stack.new_version()
+    part = random_file(tmp_path / "part_aa", 5 * MiB)
+    prn = stack.prn_of("binaries", "create", "--artifact-version-prn", version, "--target",
+                       "universal", "--hash", "cd" * 32, "--size", str(12 * MiB))  # fmt: skip
+    sent = stack.peridio("binary-parts", "create", "--binary-prn", prn, "--part-number", "1",
+                         "--file", str(part))  # fmt: skip
+    assert sent.returncode == 0, sent.stderr
+    done = stack.peridio(
+        "binaries", "destroy", "--binary-prn", prn, "--reason", "abandoned build", "--yes"
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["state"] == "destroyed"
+    with stack.api() as client:
+        trail = client.get("/audit_events", params={"object": prn}).text
+    assert "abandoned build" in trail
+
+
+def test_tables_fit_the_terminal_with_human_sizes_and_summarised_signatures(stack, signed):
+    env = stack.cli_env(TERM="xterm")
+    code, text = in_terminal([PERIDIO, "binaries", "list", "--all"], env, columns=60)
+    assert code == 0, text
+    rows = [line for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
+    assert rows[0].startswith("PRN") and len(rows) > 1, text
+    assert all(len(row) <= 60 for row in rows), rows
+    assert "9.0 MiB" in text and "…" in text
+    code, wide = in_terminal([PERIDIO, "binaries", "list", "--all", "--wide"], env, columns=60)
+    assert code == 0 and signed["prn"] in wide, wide
+
+    code, text = in_terminal(
+        [PERIDIO, "binaries", "get", "--binary-prn", signed["prn"], "-o", "table"], env, columns=200
+    )
+    assert code == 0, text
+    line = next(row for row in text.splitlines() if row.startswith("signatures"))
+    assert "1 valid (" in line and "{" not in line, line
