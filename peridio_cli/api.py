@@ -4,7 +4,6 @@ presigned upload and download URLs (a client never sends its key to those)."""
 import json as json_module
 import random
 import select
-import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -13,7 +12,9 @@ from urllib.parse import urlencode, urlsplit
 from peridio_cli import __version__, ui
 from peridio_cli.errors import ApiError, Unavailable, UsageProblem
 
-if TYPE_CHECKING:  # httpx is imported when a request is made: `peridio --help` skips it
+if TYPE_CHECKING:  # httpx and ssl are imported when needed: `peridio --help` skips them
+    import ssl
+
     import httpx
 
 DEFAULT_TIMEOUT = 30.0  # seconds an API call may take, its retries included
@@ -117,7 +118,9 @@ def network_error(
     )
 
 
-def ssl_context(ca_path: str | None) -> ssl.SSLContext:
+def ssl_context(ca_path: str | None) -> "ssl.SSLContext":
+    import ssl
+
     if ca_path:
         try:
             return ssl.create_default_context(cafile=ca_path)
