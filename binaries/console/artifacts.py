@@ -1,6 +1,7 @@
 """The dashboard, artifacts and their versions."""
 
 import json
+from datetime import datetime
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -8,9 +9,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from binaries import selectors, services
+from binaries import selectors, services, timeline
 from binaries.console.common import (
     HtmxHttpRequest,
+    binary_links,
     get_artifact_for_user,
     get_version_for_user,
     page,
@@ -22,22 +24,57 @@ from binaries.console.forms import (
     ArtifactVersionForm,
     BinaryFilterForm,
 )
-from binaries.models import Artifact, Binary
+from binaries.models import Artifact, Binary, BinaryEvent
 from peridio_console.accounts.membership import current_membership, membership_or_404
+from peridio_console.accounts.models import Membership, Role, role_allows
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import add_domain_error, submit
+
+RECENT = 10
 
 
 @require_GET
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    """Counts by state, what needs attention, the latest binaries, storage, recent activity."""
     membership = current_membership(request)
-    context: dict = {"artifacts": [], "binary_counts": {}}
-    if membership is not None:
-        org = membership.organization
-        context["artifacts"] = selectors.artifacts(org).order_by("name")[:50]
-        context["binary_count"] = selectors.binaries(org).count()
+    if membership is None:
+        return render(request, "console/dashboard.html", {})
+    org = membership.organization
+    counts = selectors.state_counts(org)
+    attention = selectors.needing_attention(org)
+    context = {
+        "counts": counts,
+        "total": sum(counts.values()),
+        "attention": attention,
+        "attention_count": sum(len(rows) for rows in attention.values()),
+        "latest": selectors.binaries(org).order_by("-created_at", "-id")[:RECENT],
+        "storage_used": selectors.storage_used(org),
+        "artifact_count": selectors.artifacts(org).count(),
+        "artifacts": selectors.artifacts(org).order_by("-updated_at", "-id")[:RECENT],
+        "activity": _activity(membership),
+    }
     return render(request, "console/dashboard.html", context)
+
+
+def _activity(membership: Membership) -> list[dict]:
+    """The newest entries of the audit trail (admins), or of the binaries' timelines."""
+    if role_allows(membership.role, Role.ADMIN):
+        entries, _ = timeline.page(membership.organization, timeline.Filters(), limit=RECENT)
+        rows = [entry.model_dump() for entry in entries]
+    else:
+        events = BinaryEvent.objects.filter(binary__organization=membership.organization)
+        rows = [
+            timeline.entry(timeline.BINARY_EVENT, event).model_dump()
+            for event in events.select_related("binary__organization").order_by("-at", "-id")[
+                :RECENT
+            ]
+        ]
+    linked = binary_links(membership, rows)
+    for row in rows:
+        row["binary"] = linked.get(row["object_prn"])
+        row["moment"] = datetime.fromisoformat(row["at"])
+    return rows
 
 
 def _render_artifacts(request: HttpRequest, form: ArtifactForm, status: int = 200) -> HttpResponse:

@@ -23,6 +23,12 @@ urlpatterns = [
     path("binaries/<uuid:binary_id>/destroy", binaries.binary_destroy, name="binary_destroy"),
     path("binaries/<uuid:binary_id>/signatures", binaries.binary_sign, name="binary_sign"),
     path(
+        "binaries/<uuid:binary_id>/signatures/<uuid:signature_id>/remove",
+        binaries.signature_remove,
+        name="signature_remove",
+    ),
+    path("binaries/<uuid:binary_id>/download", binaries.binary_download, name="binary_download"),
+    path(
         "binaries/<uuid:binary_id>/download-url",
         binaries.binary_download_url,
         name="binary_download_url",
