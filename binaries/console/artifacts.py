@@ -2,12 +2,13 @@
 
 import json
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from binaries import selectors, services, timeline
 from binaries.console.common import (
@@ -21,14 +22,15 @@ from binaries.console.common import (
 )
 from binaries.console.forms import (
     ArtifactForm,
+    ArtifactVersionEditForm,
     ArtifactVersionForm,
     BinaryFilterForm,
 )
-from binaries.models import Artifact, Binary, BinaryEvent
+from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent
 from peridio_console.accounts.membership import current_membership, membership_or_404
 from peridio_console.accounts.models import Membership, Role, role_allows
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import add_domain_error, submit
+from peridio_console.core.forms import act, add_domain_error, confirmed, submit
 
 RECENT = 10
 
@@ -127,6 +129,58 @@ def _render_artifact(
     return render(request, "console/artifact_detail.html", context)
 
 
+def _fields(thing: Artifact | ArtifactVersion) -> dict:
+    initial = {"description": thing.description, "custom_metadata": thing.custom_metadata}
+    if isinstance(thing, Artifact):
+        initial["name"] = thing.name
+    return initial
+
+
+def _render_edit(
+    request: HttpRequest, thing: Artifact | ArtifactVersion, form: Any
+) -> HttpResponse:
+    version = thing if isinstance(thing, ArtifactVersion) else None
+    context = {
+        "form": form,
+        "artifact": version.artifact if version else thing,
+        "version": version,
+    }
+    return render(request, "console/edit.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def artifact_edit(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
+    writer(request, "changing artifacts")
+    artifact = get_artifact_for_user(request, artifact_id)
+    if request.method == "GET":
+        return _render_edit(request, artifact, ArtifactForm(initial=_fields(artifact)))
+    form = ArtifactForm(request.POST)
+    changed = submit(
+        request,
+        form,
+        lambda data: services.artifact_update(artifact=artifact, **data),
+        lambda changed: f"Artifact {changed.name} saved.",
+    )
+    if changed is not None:
+        return redirect("console:artifact_detail", artifact.uuid)
+    return _render_edit(request, artifact, form)
+
+
+@require_POST
+@login_required
+def artifact_delete(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
+    writer(request, "deleting artifacts")
+    artifact = get_artifact_for_user(request, artifact_id)
+    if confirmed(request, "deleting an artifact") and act(
+        request,
+        lambda: services.artifact_delete(artifact=artifact),
+        f"Artifact {artifact.name} deleted.",
+    ):
+        return redirect("console:artifact_list")
+    return redirect("console:artifact_detail", artifact.uuid)
+
+
 @require_GET
 @login_required
 def artifact_detail(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
@@ -149,6 +203,39 @@ def artifact_version_create(request: HttpRequest, artifact_id: UUID) -> HttpResp
     if version is not None:
         return redirect("console:version_detail", version.uuid)
     return _render_artifact(request, artifact, form)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def version_edit(request: HttpRequest, version_id: UUID) -> HttpResponse:
+    writer(request, "changing artifact versions")
+    version = get_version_for_user(request, version_id)
+    if request.method == "GET":
+        return _render_edit(request, version, ArtifactVersionEditForm(initial=_fields(version)))
+    form = ArtifactVersionEditForm(request.POST)
+    changed = submit(
+        request,
+        form,
+        lambda data: services.artifact_version_update(artifact_version=version, **data),
+        lambda changed: f"Version {changed.version} saved.",
+    )
+    if changed is not None:
+        return redirect("console:version_detail", version.uuid)
+    return _render_edit(request, version, form)
+
+
+@require_POST
+@login_required
+def version_delete(request: HttpRequest, version_id: UUID) -> HttpResponse:
+    writer(request, "deleting artifact versions")
+    version = get_version_for_user(request, version_id)
+    if confirmed(request, "deleting a version") and act(
+        request,
+        lambda: services.artifact_version_delete(artifact_version=version),
+        f"Version {version.version} deleted.",
+    ):
+        return redirect("console:artifact_detail", version.artifact.uuid)
+    return redirect("console:version_detail", version.uuid)
 
 
 @require_GET
@@ -181,6 +268,7 @@ def version_detail(request: HtmxHttpRequest, version_id: UUID) -> HttpResponse:
         "next_query": query_with(request, page=next_page) if next_page else "",
         "first_query": query_with(request, page=None) if request.GET.get("page") else "",
         "page_error": error,
+        "metadata": json.dumps(version.custom_metadata, indent=2, sort_keys=True),
     }
     template = "console/version_detail.html"
     if request.htmx and not request.htmx.boosted:

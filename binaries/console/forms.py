@@ -59,6 +59,13 @@ class ArtifactVersionForm(forms.Form):
     custom_metadata = JSONObjectField(required=False, label="Custom metadata (JSON object)")
 
 
+class ArtifactVersionEditForm(forms.Form):
+    """What a version's PATCH changes: its number is its identity, kept."""
+
+    description = _description()
+    custom_metadata = JSONObjectField(required=False, label="Custom metadata (JSON object)")
+
+
 class BinaryForm(forms.Form):
     target = forms.CharField(
         max_length=128,
