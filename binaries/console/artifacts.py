@@ -1,8 +1,8 @@
 """The dashboard, artifacts and their versions."""
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -136,9 +136,21 @@ def _fields(thing: Artifact | ArtifactVersion) -> dict:
     return initial
 
 
-def _render_edit(
-    request: HttpRequest, thing: Artifact | ArtifactVersion, form: Any
+def _edit(
+    request: HttpRequest,
+    thing: Artifact | ArtifactVersion,
+    form_class: type[ArtifactForm] | type[ArtifactVersionEditForm],
+    save: Callable[[dict], Artifact | ArtifactVersion],
+    back: HttpResponse,
 ) -> HttpResponse:
+    """An artifact's or a version's edit page: the form filled in, saved by the service (its
+    refusals on the form), then back to the page."""
+    if request.method == "GET":
+        form = form_class(initial=_fields(thing))
+    else:
+        form = form_class(request.POST)
+        if submit(request, form, save, lambda saved: f"Saved {saved}.") is not None:
+            return back
     version = thing if isinstance(thing, ArtifactVersion) else None
     context = {
         "form": form,
@@ -153,18 +165,13 @@ def _render_edit(
 def artifact_edit(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
     writer(request, "changing artifacts")
     artifact = get_artifact_for_user(request, artifact_id)
-    if request.method == "GET":
-        return _render_edit(request, artifact, ArtifactForm(initial=_fields(artifact)))
-    form = ArtifactForm(request.POST)
-    changed = submit(
+    return _edit(
         request,
-        form,
+        artifact,
+        ArtifactForm,
         lambda data: services.artifact_update(artifact=artifact, **data),
-        lambda changed: f"Artifact {changed.name} saved.",
+        redirect("console:artifact_detail", artifact.uuid),
     )
-    if changed is not None:
-        return redirect("console:artifact_detail", artifact.uuid)
-    return _render_edit(request, artifact, form)
 
 
 @require_POST
@@ -210,18 +217,13 @@ def artifact_version_create(request: HttpRequest, artifact_id: UUID) -> HttpResp
 def version_edit(request: HttpRequest, version_id: UUID) -> HttpResponse:
     writer(request, "changing artifact versions")
     version = get_version_for_user(request, version_id)
-    if request.method == "GET":
-        return _render_edit(request, version, ArtifactVersionEditForm(initial=_fields(version)))
-    form = ArtifactVersionEditForm(request.POST)
-    changed = submit(
+    return _edit(
         request,
-        form,
+        version,
+        ArtifactVersionEditForm,
         lambda data: services.artifact_version_update(artifact_version=version, **data),
-        lambda changed: f"Version {changed.version} saved.",
+        redirect("console:version_detail", version.uuid),
     )
-    if changed is not None:
-        return redirect("console:version_detail", version.uuid)
-    return _render_edit(request, version, form)
 
 
 @require_POST

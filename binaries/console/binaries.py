@@ -259,18 +259,20 @@ def binary_sign(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     return _binary_page(request, binary, sign_form=form)
 
 
+def _issue_download_url(request: HttpRequest, binary: Binary) -> downloads.DownloadUrl:
+    """Any member may, as in the API; downloads.issue_url audits each one."""
+    return downloads.issue_url(
+        binary=binary, actor=console_actor(request), base_url=request.build_absolute_uri("/")
+    )
+
+
 @require_POST
 @login_required
 def binary_download_url(request: HtmxHttpRequest, binary_id: UUID) -> HttpResponse:
     """A time-limited download URL (any member, as in the API); each one is audited."""
-    membership_or_404(request)
     binary = get_binary_for_user(request, binary_id)
     try:
-        issued = downloads.issue_url(
-            binary=binary,
-            actor=console_actor(request),
-            base_url=request.build_absolute_uri("/"),
-        )
+        issued = _issue_download_url(request, binary)
     except DomainError as exc:
         if request.htmx:
             context = {"binary": binary, "can_download": False, "download_error": exc.message}
@@ -312,14 +314,9 @@ def signature_remove(request: HttpRequest, binary_id: UUID, signature_id: UUID) 
 @login_required
 def binary_download(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     """The Download button: a fresh download URL (issued and counted as the API's), followed."""
-    membership_or_404(request)
     binary = get_binary_for_user(request, binary_id)
     try:
-        issued = downloads.issue_url(
-            binary=binary,
-            actor=console_actor(request),
-            base_url=request.build_absolute_uri("/"),
-        )
+        issued = _issue_download_url(request, binary)
     except DomainError as exc:
         messages.error(request, exc.message)
         return _back(binary)
