@@ -217,11 +217,13 @@ def test_each_destructive_action_needs_its_confirmation(page: Page):
         )
         confirm = page.get_by_role("button", name=re.compile("^Yes, "))
         expect(confirm).to_be_hidden()
-        opener.click()
+        opener.focus()  # by keyboard alone: Enter opens it, Tab reaches its button
+        page.keyboard.press("Enter")
         expect(confirm).to_be_visible()
         if reason:
             page.locator("details[open] textarea[name=reason]").fill(reason)
-        confirm.click()
+        confirm.focus()
+        page.keyboard.press("Enter")
         expect(page.locator(".messages li.success")).to_be_visible()
 
     api_key.refresh_from_db()
