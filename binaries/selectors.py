@@ -1,14 +1,18 @@
 """Reads. Every query is scoped to one organization: another organization's rows are 'not found'."""
 
+from datetime import timedelta
 from typing import TypeVar
 
-from django.db.models import Model, Prefetch, QuerySet
+from django.db.models import Count, Exists, Model, OuterRef, Prefetch, Q, QuerySet, Sum
+from django.utils import timezone
 
 from binaries.models import (
     Artifact,
     ArtifactVersion,
     Binary,
+    BinaryPart,
     BinarySignature,
+    PartState,
     SigningKey,
     State,
 )
@@ -171,3 +175,54 @@ def list_page(
     for row in rows:
         row.organization = organization  # type: ignore[attr-defined]
     return rows, next_page
+
+
+# --- The dashboard ---------------------------------------------------------------------------
+
+ATTENTION_LIMIT = 10
+# Content the store holds once the upload is complete (uploadable binaries hold their parts).
+HELD_STATES = (State.HASHABLE, State.HASHING, State.SIGNABLE, State.SIGNED)
+
+
+def state_counts(organization: Organization) -> dict[str, int]:
+    """Binaries per state, every state present (zero included), in the lifecycle's order."""
+    counted = dict(
+        Binary.objects.filter(organization=organization)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
+    )
+    return {state: counted.get(state, 0) for state in State.values}
+
+
+def needing_attention(organization: Organization) -> dict[str, list[Binary]]:
+    """Binaries someone should look at, by reason: uploads left for more than a day, failed
+    verifications, and signed binaries with no live signature (downloads are refused)."""
+    found = binaries(organization).order_by("-updated_at", "-id")
+    day_ago = timezone.now() - timedelta(days=1)
+    live = BinarySignature.objects.filter(binary=OuterRef("pk"), revoked_at__isnull=True)
+    return {
+        "stalled": list(
+            found.filter(state=State.UPLOADABLE, created_at__lt=day_ago)[:ATTENTION_LIMIT]
+        ),
+        "failed": list(
+            found.filter(
+                Q(integrity_failed_at__isnull=False)
+                | (Q(state=State.UPLOADABLE) & ~Q(last_error=""))
+            )[:ATTENTION_LIMIT]
+        ),
+        "unsigned": list(found.filter(state=State.SIGNED).exclude(Exists(live))[:ATTENTION_LIMIT]),
+    }
+
+
+def storage_used(organization: Organization) -> int:
+    """Bytes of content held: whole uploads plus the parts of uploads under way."""
+    whole = Binary.objects.filter(organization=organization, state__in=HELD_STATES).aggregate(
+        n=Sum("size")
+    )["n"]
+    parts = BinaryPart.objects.filter(
+        binary__organization=organization,
+        binary__state=State.UPLOADABLE,
+        state=PartState.VALID,
+    ).aggregate(n=Sum("size"))["n"]
+    return (whole or 0) + (parts or 0)

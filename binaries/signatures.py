@@ -89,7 +89,7 @@ def signing_key_rename(
     return key
 
 
-def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
+def signing_key_revoke(*, key: SigningKey, actor: Actor, reason: str = "") -> SigningKey:
     """Revoke a key: kept for history, no new signatures, its signatures stop counting."""
     now = timezone.now()
     with transaction.atomic():
@@ -106,7 +106,12 @@ def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
             actor=actor,
             action="signing_key.revoked",
             object_prn=key.prn,
-            details={"name": key.name, "keyid": key.keyid, "signatures_revoked": count},
+            details={
+                "name": key.name,
+                "keyid": key.keyid,
+                "signatures_revoked": count,
+                **({"reason": reason} if reason else {}),
+            },
         )
     key.refresh_from_db()
     return key
@@ -207,7 +212,7 @@ def _attach(
     return created
 
 
-def signature_delete(*, signature: BinarySignature, actor: Actor) -> None:
+def signature_delete(*, signature: BinarySignature, actor: Actor, reason: str = "") -> None:
     with transaction.atomic():
         prn, binary = signature.prn, signature.binary
         state = (
@@ -225,7 +230,7 @@ def signature_delete(*, signature: BinarySignature, actor: Actor) -> None:
             actor=actor,
             action="binary_signature.deleted",
             object_prn=prn,
-            details={"binary_prn": binary.prn},
+            details={"binary_prn": binary.prn, **({"reason": reason} if reason else {})},
         )
 
 
