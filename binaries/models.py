@@ -83,6 +83,9 @@ class Binary(models.Model):
     # Declared by the client (lowercase hex, no prefix); may arrive after creation while uploadable.
     hash = models.CharField(max_length=64, null=True, blank=True)
     size = models.BigIntegerField(null=True, blank=True)
+    # The hosted platform's `revision`: 1 at creation, one more each time the declared hash or
+    # size changes (services.binary_update), so a client sees the content it declared was replaced.
+    revision = models.PositiveIntegerField(default=1, editable=False)
     # Only lifecycle.transition() writes this column.
     state = models.CharField(
         max_length=16, choices=State.choices, default=State.UPLOADABLE, editable=False

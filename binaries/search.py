@@ -28,7 +28,7 @@ OPERATORS = ("<=", ">=", ":", "-", "~", "<", ">")  # two-character operators fir
 COMPARISONS = frozenset({"<", "<=", ">", ">="})
 TEXT_OPERATORS = frozenset({":", "-", "~"})
 OPERATOR_LIST = ":, -, ~, <, <=, >, >="
-KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_")
+KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz_.")  # dots: signature.signing_key.keyid
 MAX_BIGINT = 2**63 - 1
 
 
@@ -299,6 +299,11 @@ def search_filter(text: str, fields: Mapping[str, SearchField], organization: Or
     return result
 
 
+def search_keys(text: str) -> set[str]:
+    """The keys a query names (SearchError when it is malformed)."""
+    return {clause.key for clause in parse_search(text)}
+
+
 def _timestamps() -> dict[str, SearchField]:
     return {
         "created_at": SearchField("time", "created_at"),
@@ -330,5 +335,23 @@ ARTIFACT_VERSION_FIELDS: dict[str, SearchField] = {
     "description": SearchField("text", "description"),
     "prn": SearchField("prn", "uuid", "artifact_version"),
     "version": SearchField("text", "version"),
+    **_timestamps(),
+}
+
+# The hosted CLI asks whether a key already signed a binary with
+# binary_prn:'...' and signature.signing_key.keyid:'...'.
+BINARY_SIGNATURE_FIELDS: dict[str, SearchField] = {
+    "binary_prn": SearchField("prn", "binary__uuid", "binary"),
+    "keyid": SearchField("text", "signing_key__keyid"),
+    "prn": SearchField("prn", "uuid", "binary_signature"),
+    "signature.signing_key.keyid": SearchField("text", "signing_key__keyid"),
+    "signing_key_prn": SearchField("prn", "signing_key__uuid", "signing_key"),
+    **_timestamps(),
+}
+
+SIGNING_KEY_FIELDS: dict[str, SearchField] = {
+    "keyid": SearchField("text", "keyid"),
+    "name": SearchField("text", "name"),
+    "prn": SearchField("prn", "uuid", "signing_key"),
     **_timestamps(),
 }

@@ -26,6 +26,7 @@ from binaries.models import (
 )
 from binaries.signatures import signature_status
 from peridio_console.core.prn import format_prn
+from peridio_console.core.wire import platform_error
 
 Metadata = dict[str, Any]
 STATES: JsonDict = {"enum": list(State.values)}
@@ -105,6 +106,7 @@ class ArtifactVersionOut(Out):
 
 class BinarySignatureOut(Out):
     prn: str
+    organization_prn: str
     binary_prn: str
     signing_key_prn: str
     keyid: str
@@ -120,6 +122,7 @@ class BinarySignatureOut(Out):
         binary, key = signature.binary, signature.signing_key
         return cls(
             prn=format_prn(binary.organization.uuid, "binary_signature", signature.uuid),
+            organization_prn=binary.organization.prn,
             binary_prn=binary.prn,
             signing_key_prn=format_prn(binary.organization.uuid, "signing_key", key.uuid),
             keyid=key.keyid,
@@ -137,6 +140,9 @@ class BinaryOut(Out):
     target: str
     hash: str | None
     size: int | None
+    revision: int = Field(
+        ..., description="1 at creation; one more each time the declared hash or size changes."
+    )
     state: str = Field(..., json_schema_extra=STATES)
     custom_metadata: Metadata
     description: str
@@ -163,6 +169,7 @@ class BinaryOut(Out):
             target=binary.target,
             hash=binary.hash_display,
             size=binary.size,
+            revision=binary.revision,
             state=binary.state,
             custom_metadata=binary.custom_metadata,
             description=binary.description,
@@ -177,6 +184,7 @@ class BinaryOut(Out):
 
 class BinaryPartOut(Out):
     prn: str
+    organization_prn: str
     binary_prn: str
     index: int
     hash: str = Field(..., description="sha256:<64 hex>")
@@ -194,6 +202,7 @@ class BinaryPartOut(Out):
         binary = part.binary
         return cls(
             prn=format_prn(binary.organization.uuid, "binary_part", part.uuid),
+            organization_prn=binary.organization.prn,
             binary_prn=binary.prn,
             index=part.index,
             hash=f"sha256:{part.hash}",
@@ -245,3 +254,35 @@ class AuditEventOut(Out):
     at: Timestamp
     actor: str
     actor_api_key: str | None = Field(..., description="The prefix of the API key used, if any.")
+
+
+# --- The hosted platform's wire format (x-api-version: 2) ---------------------------------
+
+
+def platform_wire(body: Any, status: int) -> Any:
+    """An answer built from the models above, as the hosted platform's SDK reads it.
+
+    The platform's schema gives `hash` as bare lowercase hex (the CLI compares it with its own
+    digest to tell a rerun of the same file), `next_page` as a string or absent, descriptions
+    as non-empty text or null, and leaves out what has no value. Errors get its shape too.
+    """
+    if isinstance(body, dict) and set(body) == {"error"} and isinstance(body["error"], dict):
+        return platform_error(body, status)
+    return _platform_value(body)
+
+
+def _platform_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_platform_value(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    shown: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "hash" and isinstance(item, str) and item.startswith("sha256:"):
+            item = item[len("sha256:") :]
+        elif key == "description" and item == "":
+            item = None
+        if item is None and key != "description":
+            continue
+        shown[key] = _platform_value(item)
+    return shown

@@ -4,6 +4,7 @@ work (storage, task enqueues) to run after commit."""
 from collections.abc import Callable
 from typing import Any
 
+from django.db.models import F, Model
 from django.utils import timezone
 
 from binaries import lifecycle, moves
@@ -12,6 +13,7 @@ from binaries.validation import (
     clean_custom_metadata,
     clean_description,
     clean_hash,
+    clean_id,
     clean_name,
     clean_size,
     clean_target,
@@ -35,43 +37,84 @@ def _cleaned(**given: Any) -> dict[str, Any]:
     return {field: CLEANERS[field](value) for field, value in given.items() if value is not UNSET}
 
 
+def _id_taken(uid: Any, what: str) -> Conflict:
+    return Conflict(
+        f"id {uid} is already taken by another {what}; choose another or leave id out.",
+        field="id",
+        code="already_exists",
+    )
+
+
+def _with_id(model: type[Model], id: Any, what: str) -> dict[str, Any]:
+    """The `uuid` keyword for a new row when the client chose its id; 409 when it is taken."""
+    uid = clean_id(id)
+    if uid is None:
+        return {}
+    if model._default_manager.filter(uuid=uid).exists():
+        raise _id_taken(uid, what)
+    return {"uuid": uid}
+
+
+def _id_or(conflict: Conflict, model: type[Model], chosen: dict[str, Any], what: str) -> Any:
+    """For conflict_on_integrity_error: the chosen id, taken meanwhile, or the usual conflict."""
+
+    def choose() -> Conflict:
+        if chosen and model._default_manager.filter(uuid=chosen["uuid"]).exists():
+            return _id_taken(chosen["uuid"], what)
+        return conflict
+
+    return choose
+
+
 def artifact_create(
-    *, organization: Organization, name: Any, description: Any = None, custom_metadata: Any = None
+    *,
+    organization: Organization,
+    name: Any,
+    description: Any = None,
+    custom_metadata: Any = None,
+    id: Any = None,
 ) -> Artifact:
+    chosen = _with_id(Artifact, id, "artifact")
     artifact = Artifact(
+        **chosen,
         organization=organization,
         name=clean_name(name),
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    with conflict_on_integrity_error(
-        Conflict(
-            f"An artifact named {artifact.name!r} already exists in this organization.",
-            field="name",
-            code="already_exists",
-        )
-    ):
+    taken = Conflict(
+        f"An artifact named {artifact.name!r} already exists in this organization.",
+        field="name",
+        code="already_exists",
+    )
+    with conflict_on_integrity_error(_id_or(taken, Artifact, chosen, "artifact")):
         artifact.save()
     return artifact
 
 
 def artifact_version_create(
-    *, artifact: Artifact, version: Any, description: Any = None, custom_metadata: Any = None
+    *,
+    artifact: Artifact,
+    version: Any,
+    description: Any = None,
+    custom_metadata: Any = None,
+    id: Any = None,
 ) -> ArtifactVersion:
+    chosen = _with_id(ArtifactVersion, id, "artifact version")
     obj = ArtifactVersion(
+        **chosen,
         organization=artifact.organization,
         artifact=artifact,
         version=clean_name(version, "version"),
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    with conflict_on_integrity_error(
-        Conflict(
-            f"Artifact {artifact.name!r} already has a version {obj.version!r}.",
-            field="version",
-            code="already_exists",
-        )
-    ):
+    taken = Conflict(
+        f"Artifact {artifact.name!r} already has a version {obj.version!r}.",
+        field="version",
+        code="already_exists",
+    )
+    with conflict_on_integrity_error(_id_or(taken, ArtifactVersion, chosen, "artifact version")):
         obj.save()
     return obj
 
@@ -112,8 +155,11 @@ def binary_create(
     size: Any = None,
     description: Any = None,
     custom_metadata: Any = None,
+    id: Any = None,
 ) -> Binary:
+    chosen = _with_id(Binary, id, "binary")
     binary = Binary(
+        **chosen,
         organization=artifact_version.organization,
         artifact_version=artifact_version,
         target=clean_target(target),
@@ -122,7 +168,11 @@ def binary_create(
         description=clean_description(description),
         custom_metadata=clean_custom_metadata(custom_metadata),
     )
-    with conflict_on_integrity_error(lambda: _target_taken(artifact_version, binary.target)):
+
+    def taken() -> Conflict:
+        return _id_or(_target_taken(artifact_version, binary.target), Binary, chosen, "binary")()
+
+    with conflict_on_integrity_error(taken):
         binary.save()
         lifecycle.record_creation(binary, actor=actor)
     return binary
@@ -142,9 +192,12 @@ def binary_update(
     if not fields and not content:
         return binary
     query = Binary.objects.filter(pk=binary.pk)
+    revision: dict[str, Any] = {}
     if content:
         query = query.filter(state=State.UPLOADABLE)
-    changed = query.update(updated_at=timezone.now(), **fields, **content)
+        if any(getattr(binary, name) != value for name, value in content.items()):
+            revision = {"revision": F("revision") + 1}
+    changed = query.update(updated_at=timezone.now(), **fields, **content, **revision)
     if changed != 1:
         binary.refresh_from_db()
         names = " and ".join(sorted(content))

@@ -11,7 +11,12 @@ from binaries.validation import clean_name
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Organization
-from peridio_console.core.errors import Conflict, NotFound, conflict_on_integrity_error
+from peridio_console.core.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    conflict_on_integrity_error,
+)
 
 SIGNABLE_STATES = (State.SIGNABLE, State.SIGNED)
 
@@ -51,7 +56,40 @@ def signing_key_create(
     return key
 
 
-def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
+_KEEP: Any = object()
+
+
+def signing_key_rename(
+    *, key: SigningKey, actor: Actor, name: Any = _KEEP, value: Any = None
+) -> SigningKey:
+    """Rename a key (the hosted SDK's update). Its value may be repeated but never changed: a
+    signature names the key that made it, so new key material is a new key."""
+    if value is not None and signing.parse_public_key(value).keyid != key.keyid:
+        raise InvalidInput(
+            f"value is not the public key of {key.prn}; a signing key cannot change its key "
+            "(register the new key with POST /v1/signing_keys).",
+            field="value",
+        )
+    if name is _KEEP:
+        return key
+    new_name = clean_name(name)
+    if new_name == key.name:
+        return key
+    old_name, now = key.name, timezone.now()
+    with transaction.atomic():
+        SigningKey.objects.filter(pk=key.pk).update(name=new_name, updated_at=now)
+        audit.record(
+            organization=key.organization,
+            actor=actor,
+            action="signing_key.renamed",
+            object_prn=key.prn,
+            details={"from": old_name, "to": new_name},
+        )
+    key.name, key.updated_at = new_name, now
+    return key
+
+
+def signing_key_revoke(*, key: SigningKey, actor: Actor, reason: str = "") -> SigningKey:
     """Revoke a key: kept for history, no new signatures, its signatures stop counting."""
     now = timezone.now()
     with transaction.atomic():
@@ -68,7 +106,12 @@ def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
             actor=actor,
             action="signing_key.revoked",
             object_prn=key.prn,
-            details={"name": key.name, "keyid": key.keyid, "signatures_revoked": count},
+            details={
+                "name": key.name,
+                "keyid": key.keyid,
+                "signatures_revoked": count,
+                **({"reason": reason} if reason else {}),
+            },
         )
     key.refresh_from_db()
     return key
@@ -169,7 +212,7 @@ def _attach(
     return created
 
 
-def signature_delete(*, signature: BinarySignature, actor: Actor) -> None:
+def signature_delete(*, signature: BinarySignature, actor: Actor, reason: str = "") -> None:
     with transaction.atomic():
         prn, binary = signature.prn, signature.binary
         state = (
@@ -187,7 +230,7 @@ def signature_delete(*, signature: BinarySignature, actor: Actor) -> None:
             actor=actor,
             action="binary_signature.deleted",
             object_prn=prn,
-            details={"binary_prn": binary.prn},
+            details={"binary_prn": binary.prn, **({"reason": reason} if reason else {})},
         )
 
 

@@ -247,10 +247,19 @@ def verify(signing_key: SigningKey, signature_text: str, digest_hex: str) -> tup
         f"The signature does not verify with signing key {signing_key.name!r} "
         f"({signing_key.keyid[:16]}…, {signing_key.algorithm}): checked {', '.join(schemes)} "
         f"over sha256:{digest_hex}, the verified content, with a "
-        f"{'/'.join(str(n) for n in lengths)}-byte signature.{hint} Sign this exact file with "
-        "the matching private key.",
+        f"{'/'.join(str(n) for n in lengths)}-byte signature.{hint} "
+        + _how_to_sign(key, digest_hex),
         field="signature",
     )
+
+
+def _how_to_sign(key: object, digest_hex: str) -> str:
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return (
+            "An Ed25519 key signs the 64-character hex digest, not the file: sign the text "
+            f"{digest_hex} with the matching private key (openssl pkeyutl -sign -rawin)."
+        )
+    return "Sign this exact file with the matching private key."
 
 
 def _expected_lengths(key: object) -> set[int]:

@@ -2,6 +2,7 @@
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,23 @@ def clean_hash(value: Any, field: str = "hash") -> str:
             field=field,
         )
     return text.lower()
+
+
+def clean_id(value: Any) -> uuid.UUID | None:
+    """The hosted platform's `id` on create: the UUID the new object's PRN ends with."""
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        return uuid.UUID(value.strip())
+    except ValueError:
+        shown = value if not isinstance(value, str) or len(value) <= 80 else value[:77] + "..."
+        raise InvalidInput(
+            f"id must be a UUID such as 0b6ee3e2-1ab8-4d6f-9a4e-6a0f1c2d3e4f (the last part of "
+            f"the new PRN); got {shown!r}.",
+            field="id",
+        ) from None
 
 
 def clean_size(value: Any, field: str = "size") -> int:

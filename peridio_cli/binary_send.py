@@ -3,12 +3,12 @@ upload`: the part size, the hash-first upload (send_and_finish) or the overlappe
 whole file hashed while its parts go), completing, waiting for verification, and signing."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from peridio_cli import signing, ui
 from peridio_cli.api import Api
-from peridio_cli.errors import UsageProblem
+from peridio_cli.errors import ApiError, Failed, Refused, Unavailable, UsageProblem
 from peridio_cli.transfer import hashing, limits, upload, waiting
 
 
@@ -22,10 +22,61 @@ class TransferOptions:
     no_wait: bool
     timeout: float
     keys: list[tuple[str, str]]  # (private key path, signing key PRN)
+    signers: list[tuple[Any, str]] = field(default_factory=list)  # (loaded key, PRN)
+    watched: tuple[str, int, int] | None = None  # (path, size, mtime) when the work began
 
     @property
     def workers(self) -> int:
         return self.concurrency or limits.default_concurrency()
+
+
+def prepare(client: Api, path: str | None, opts: TransferOptions) -> None:
+    """Every check that can fail before the first byte: each private key loaded (decrypted)
+    and matched against the public key of its --signing-key-prn; the file's size and
+    modification time noted, to be checked again once its parts are sent."""
+    if path is not None:
+        stat = _stat(path)
+        opts.watched = (path, stat.st_size, stat.st_mtime_ns)
+    opts.signers = []
+    for private, key_prn in opts.keys:
+        key = signing.load_private_key(private)
+        registered = client.call(
+            "GET", f"/signing_keys/{key_prn}", what=f"getting signing key {key_prn}"
+        )["signing_key"]
+        if registered.get("revoked_at"):
+            raise Refused(
+                f"signing key {key_prn} was revoked at {registered['revoked_at']}; it takes no "
+                "new signatures. Nothing was created or uploaded."
+            )
+        if not signing.matches(key, str(registered.get("value") or "")):
+            raise UsageProblem(
+                f"the private key {private} ({signing.describe(key)}) is not the pair of signing "
+                f"key {key_prn} ({registered.get('name')!r}, {registered.get('algorithm')}): "
+                "its public key differs. Nothing was created or uploaded; pass the private key "
+                "that belongs to that PRN."
+            )
+        opts.signers.append((key, key_prn))
+
+
+def _stat(path: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as exc:
+        raise UsageProblem(f"cannot read {path}: {exc.strerror}.") from None
+
+
+def check_unchanged(opts: TransferOptions) -> None:
+    """The file still has the size and modification time it had when the work began."""
+    if opts.watched is None:
+        return
+    path, size, mtime = opts.watched
+    stat = _stat(path)
+    if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
+        raise Failed(
+            f"{path} changed while it was being uploaded (size {size} -> {stat.st_size} bytes, "
+            "or its modification time); the upload is not marked finished. Rerun the command "
+            "once the file is final: parts with unchanged bytes are kept."
+        )
 
 
 def declared_size_problem(binary: dict[str, Any], found: hashing.Scan) -> str | None:
@@ -101,15 +152,15 @@ def send_and_finish(
     if binary["state"] not in ("signable", "signed"):
         binary = waiting.wait_verified(client, binary, opts.timeout)
     if opts.keys:
-        binary = sign_binary(client, binary, opts.keys, found.digest)
+        binary = sign_binary(client, binary, opts.signers, found.digest)
     return binary
 
 
 def sign_binary(
-    client: Api, binary: dict[str, Any], keys: list[tuple[str, str]], digest: str
+    client: Api, binary: dict[str, Any], signers: list[tuple[Any, str]], digest: str
 ) -> dict[str, Any]:
     prn = binary["prn"]
-    for private, key_prn in keys:
+    for key, key_prn in signers:
         live = [
             s
             for s in binary.get("signatures") or []
@@ -118,11 +169,14 @@ def sign_binary(
         if live:
             ui.note(f"{prn} is already signed with {key_prn}.")
             continue
-        signature = signing.signature_b64(private, digest)
         client.call(
             "POST",
             "/binary_signatures",
-            json={"binary_prn": prn, "signing_key_prn": key_prn, "signature": signature},
+            json={
+                "binary_prn": prn,
+                "signing_key_prn": key_prn,
+                "signature": signing.signature_b64(key, digest),
+            },
             what=f"signing {prn} with {key_prn}",
         )
     return client.get_binary(prn)
@@ -154,12 +208,13 @@ def upload_overlapped(
         tell_skipped=True,
     )
     digest = hasher.result(size)
+    check_unchanged(opts)
     binary = waiting.mark_hashable(client, prn, {"hash": f"sha256:{digest}", "size": size})
     if opts.no_wait:
         return binary
     binary = waiting.wait_verified(client, binary, opts.timeout)
     if opts.keys:
-        binary = sign_binary(client, binary, opts.keys, digest)
+        binary = sign_binary(client, binary, opts.signers, digest)
     return binary
 
 
@@ -175,17 +230,26 @@ def _send_parts(
     tell_skipped: bool = False,
 ) -> None:
     """Upload the parts of the whole file that are missing, and say what was sent."""
-    report = upload.Uploader(
-        client,
-        prn,
-        path,
-        plans,
-        concurrency=opts.workers,
-        retries=opts.retries,
-        expected_binary_size=size,
-        existing=existing,
-        whole_file=True,
-    ).run()
+    try:
+        report = upload.Uploader(
+            client,
+            prn,
+            path,
+            plans,
+            concurrency=opts.workers,
+            retries=opts.retries,
+            expected_binary_size=size,
+            existing=existing,
+            whole_file=True,
+        ).run()
+    except (Unavailable, ApiError) as exc:
+        if (isinstance(exc, ApiError) and exc.status < 500) or "Rerun" in exc.message:
+            raise
+        raise Unavailable(
+            f"{exc.message.rstrip('.')}. Rerun the same command to resume: parts already "
+            "uploaded are kept."
+        ) from None
+    check_unchanged(opts)
     if report.sent:
         ui.note(
             f"uploaded {report.sent} part(s), {ui.human_bytes(report.bytes_sent)}"

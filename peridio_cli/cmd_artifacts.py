@@ -4,7 +4,16 @@ from typing import Any
 
 import click
 
-from peridio_cli.base import Group, api, emit, emit_list, list_options, option, read_json_option
+from peridio_cli.base import (
+    Group,
+    api,
+    emit,
+    emit_list,
+    fetch_list,
+    list_options,
+    option,
+    read_json_option,
+)
 
 PRN = {"metavar": "PRN", "required": True}
 
@@ -32,6 +41,12 @@ def artifacts() -> None:
 def artifacts_create(
     ctx: click.Context, name: str, organization_prn: str | None, **kw: Any
 ) -> None:
+    """Create an artifact.
+
+    \b
+    Example:
+      ARTIFACT_PRN=$(peridio artifacts create --name gateway-firmware -o prn)
+    """
     body: dict[str, Any] = {"name": name}
     _fill_descriptive(body, kw)
     answer = api(ctx).call("POST", "/artifacts", json=body, what=f"creating artifact {name!r}")
@@ -42,24 +57,42 @@ def artifacts_create(
 @list_options
 @click.pass_context
 def artifacts_list(ctx: click.Context, **params: Any) -> None:
-    page = api(ctx).call("GET", "/artifacts", params=params, what="listing artifacts")
+    """List artifacts, newest first unless --order asc.
+
+    \b
+    Example:
+      peridio artifacts list --all -o prn
+    """
+    page = fetch_list(ctx, "/artifacts", "artifacts", params, "listing artifacts")
     emit_list(ctx, page, "artifacts", "artifact")
 
 
 @artifacts.command("get")
-@option("--prn", **PRN)
+@option("--artifact-prn", "--prn", "prn", help="The artifact.", **PRN)
 @click.pass_context
 def artifacts_get(ctx: click.Context, prn: str) -> None:
+    """Print an artifact.
+
+    \b
+    Example:
+      peridio artifacts get --prn $ARTIFACT_PRN
+    """
     answer = api(ctx).call("GET", f"/artifacts/{prn}", what=f"getting artifact {prn}")
     emit(ctx, answer["artifact"], "artifact")
 
 
 @artifacts.command("update")
-@option("--prn", **PRN)
+@option("--artifact-prn", "--prn", "prn", help="The artifact.", **PRN)
 @option("--name", help="A new name.")
 @_metadata_options
 @click.pass_context
 def artifacts_update(ctx: click.Context, prn: str, name: str | None, **kw: Any) -> None:
+    """Rename an artifact or change its description or metadata.
+
+    \b
+    Example:
+      peridio artifacts update --prn $ARTIFACT_PRN --description "Gateway firmware"
+    """
     body: dict[str, Any] = {} if name is None else {"name": name}
     _fill_descriptive(body, kw)
     answer = api(ctx).call("PATCH", f"/artifacts/{prn}", json=body, what=f"updating artifact {prn}")
@@ -67,10 +100,15 @@ def artifacts_update(ctx: click.Context, prn: str, name: str | None, **kw: Any) 
 
 
 @artifacts.command("delete")
-@option("--prn", **PRN)
+@option("--artifact-prn", "--prn", "prn", help="The artifact.", **PRN)
 @click.pass_context
 def artifacts_delete(ctx: click.Context, prn: str) -> None:
-    """Delete an artifact that has no binaries."""
+    """Delete an artifact that has no versions.
+
+    \b
+    Example:
+      peridio artifacts delete --prn $ARTIFACT_PRN
+    """
     api(ctx).call("DELETE", f"/artifacts/{prn}", what=f"deleting artifact {prn}")
 
 
@@ -80,11 +118,18 @@ def artifact_versions() -> None:
 
 
 @artifact_versions.command("create")
-@option("--artifact-prn", **PRN)
+@option("--artifact-prn", help="The artifact.", **PRN)
 @option("--version", required=True, help="e.g. 1.4.2")
 @_metadata_options
 @click.pass_context
 def versions_create(ctx: click.Context, artifact_prn: str, version: str, **kw: Any) -> None:
+    """Create a version of an artifact.
+
+    \b
+    Example:
+      VERSION_PRN=$(peridio artifact-versions create --artifact-prn $ARTIFACT_PRN \\
+        --version 1.4.2 -o prn)
+    """
     body: dict[str, Any] = {"artifact_prn": artifact_prn, "version": version}
     _fill_descriptive(body, kw)
     answer = api(ctx).call(
@@ -98,16 +143,28 @@ def versions_create(ctx: click.Context, artifact_prn: str, version: str, **kw: A
 @list_options
 @click.pass_context
 def versions_list(ctx: click.Context, **params: Any) -> None:
-    page = api(ctx).call(
-        "GET", "/artifact_versions", params=params, what="listing artifact versions"
+    """List artifact versions, newest first unless --order asc.
+
+    \b
+    Example:
+      peridio artifact-versions list --artifact-prn $ARTIFACT_PRN -o table
+    """
+    page = fetch_list(
+        ctx, "/artifact_versions", "artifact_versions", params, "listing artifact versions"
     )
     emit_list(ctx, page, "artifact_versions", "artifact_version")
 
 
 @artifact_versions.command("get")
-@option("--prn", **PRN)
+@option("--artifact-version-prn", "--prn", "prn", help="The version.", **PRN)
 @click.pass_context
 def versions_get(ctx: click.Context, prn: str) -> None:
+    """Print an artifact version.
+
+    \b
+    Example:
+      peridio artifact-versions get --prn $VERSION_PRN
+    """
     answer = api(ctx).call(
         "GET", f"/artifact_versions/{prn}", what=f"getting artifact version {prn}"
     )
@@ -115,10 +172,16 @@ def versions_get(ctx: click.Context, prn: str) -> None:
 
 
 @artifact_versions.command("update")
-@option("--prn", **PRN)
+@option("--artifact-version-prn", "--prn", "prn", help="The version.", **PRN)
 @_metadata_options
 @click.pass_context
 def versions_update(ctx: click.Context, prn: str, **kw: Any) -> None:
+    """Change a version's description or metadata.
+
+    \b
+    Example:
+      peridio artifact-versions update --prn $VERSION_PRN --description "LTS"
+    """
     body: dict[str, Any] = {}
     _fill_descriptive(body, kw)
     answer = api(ctx).call(
@@ -128,10 +191,15 @@ def versions_update(ctx: click.Context, prn: str, **kw: Any) -> None:
 
 
 @artifact_versions.command("delete")
-@option("--prn", **PRN)
+@option("--artifact-version-prn", "--prn", "prn", help="The version.", **PRN)
 @click.pass_context
 def versions_delete(ctx: click.Context, prn: str) -> None:
-    """Delete a version that has no binaries."""
+    """Delete a version that has no binaries.
+
+    \b
+    Example:
+      peridio artifact-versions delete --prn $VERSION_PRN
+    """
     api(ctx).call("DELETE", f"/artifact_versions/{prn}", what=f"deleting artifact version {prn}")
 
 

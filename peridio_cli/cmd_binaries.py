@@ -6,16 +6,19 @@ from typing import Any
 
 import click
 
-from peridio_cli import binary_create, binary_upload, config, ui
+from peridio_cli import binary_create, binary_send, binary_upload, config, ui
 from peridio_cli.base import (
     Command,
     Group,
     api,
+    confirm,
     emit,
     emit_list,
+    fetch_list,
     list_options,
     option,
     read_json_option,
+    retries_option,
 )
 from peridio_cli.binary_send import TransferOptions
 from peridio_cli.errors import Refused, UsageProblem
@@ -61,20 +64,14 @@ def transfer_options(func: Any) -> Any:
             help=f"Parts in flight at once [default: min(2 x cores, 8) = "
             f"{limits.default_concurrency()}].",
         ),
-        option(
-            "--retries",
-            type=click.IntRange(0, 50),
-            default=limits.DEFAULT_RETRIES,
-            show_default=True,
-            help="Retries of each failed part, with exponential backoff.",
-        ),
+        retries_option("each failed part"),
         option(
             "--no-wait",
             is_flag=True,
             help="Return once the upload is complete, without waiting for verification.",
         ),
         option(
-            "--timeout",
+            "--wait-timeout",
             type=click.FloatRange(min=0),
             default=waiting.DEFAULT_WAIT_SECONDS,
             show_default=True,
@@ -128,7 +125,7 @@ def take_transfer_options(kw: dict[str, Any]) -> TransferOptions:
         concurrency=kw.pop("concurrency", None),
         retries=kw.pop("retries", limits.DEFAULT_RETRIES),
         no_wait=bool(kw.pop("no_wait", False)),
-        timeout=float(kw.pop("timeout", waiting.DEFAULT_WAIT_SECONDS)),
+        timeout=float(kw.pop("wait_timeout", waiting.DEFAULT_WAIT_SECONDS)),
         keys=keys,
     )
     if options.keys and options.no_wait:
@@ -186,7 +183,12 @@ def binaries_create(
 
     Rerunning the same command resumes: a binary of the same version and target that is
     uploadable with the same hash is reused and only its missing parts are sent; a signed
-    one is never overwritten.
+    one is never overwritten. Keys and files are checked before anything is created.
+
+    \b
+    Example:
+      peridio binaries create --artifact-version-prn $VERSION_PRN --target universal \\
+        --content-path firmware.bin --signing-key-pair release -o prn
     """
     opts = take_transfer_options(kw)
     missing = [
@@ -219,8 +221,10 @@ def binaries_create(
             api(ctx), artifact_version_prn, target, hash_, size, descriptive
         )
     else:
+        client = api(ctx, connections=opts.workers + 2)
+        binary_send.prepare(client, content_path, opts)
         binary = binary_create.create_with_content(
-            api(ctx, connections=opts.workers + 2),
+            client,
             artifact_version_prn,
             target,
             content_path,
@@ -270,10 +274,18 @@ def binaries_upload(
     target: str | None,
     **kw: Any,
 ) -> None:
-    """Upload a file as a binary's content (any size: parts in parallel), complete the
-    upload, and wait until the server has verified it. Rerun to resume."""
+    """Upload a file as a binary's content, complete it, wait for verification; rerun to
+    resume.
+
+    Any size: parts go in parallel; keys and the file are checked before the first byte.
+
+    \b
+    Example:
+      peridio binaries upload --binary-prn $BINARY_PRN --file firmware.bin
+    """
     opts = take_transfer_options(kw)
     client = api(ctx, connections=opts.workers + 2)
+    binary_send.prepare(client, path, opts)
     binary = binary_upload.upload_file(client, binary_prn, path, artifact_version_prn, target, opts)
     emit(ctx, binary, "binary")
 
@@ -288,20 +300,31 @@ def binaries_upload(
 @list_options
 @click.pass_context
 def binaries_list(ctx: click.Context, **params: Any) -> None:
-    page = api(ctx).call("GET", "/binaries", params=params, what="listing binaries")
+    """List binaries, newest first unless --order asc.
+
+    \b
+    Example:
+      peridio binaries list --artifact-version-prn $VERSION_PRN --state signed -o prn --all
+    """
+    page = fetch_list(ctx, "/binaries", "binaries", params, "listing binaries")
     emit_list(ctx, page, "binaries", "binary")
 
 
 @binaries.command("get")
-@option("--prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "prn", metavar="PRN", required=True, help="The binary.")
 @click.pass_context
 def binaries_get(ctx: click.Context, prn: str) -> None:
-    """Print a binary (the object itself: prn, target, hash, size, state, ...)."""
+    """Print a binary: prn, target, hash, size, state, signatures...
+
+    \b
+    Example:
+      peridio binaries get --binary-prn $BINARY_PRN -o table
+    """
     emit(ctx, api(ctx).get_binary(prn), "binary")
 
 
 @binaries.command("update")
-@option("--prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "prn", metavar="PRN", required=True, help="The binary.")
 @option(
     "--state",
     type=click.Choice(STATES),
@@ -311,14 +334,15 @@ def binaries_get(ctx: click.Context, prn: str) -> None:
 @option("--reason", help="Why it moves; kept in its history.")
 @option("--hash", "hash_", metavar="SHA256", help="Only while uploadable.")
 @option("--size", type=click.IntRange(min=0), help="Only while uploadable.")
-@option("--description", allow_empty=True)
-@option("--custom-metadata", metavar="JSON")
-@option("--custom-metadata-path", metavar="FILE")
+@option("--description", allow_empty=True, help="Free text.")
+@option("--custom-metadata", metavar="JSON", help="A JSON object.")
+@option("--custom-metadata-path", metavar="FILE", help="A JSON object from a file.")
 @option("--wait", is_flag=True, help="With --state hashable: wait until verified.")
 @option(
-    "--timeout",
+    "--wait-timeout",
     type=click.FloatRange(min=0),
     default=waiting.DEFAULT_WAIT_SECONDS,
+    show_default=True,
     help="Seconds --wait waits.",
 )
 @click.pass_context
@@ -333,8 +357,15 @@ def binaries_update(
     custom_metadata: str | None,
     custom_metadata_path: str | None,
     wait: bool,
-    timeout: float,
+    wait_timeout: float,
 ) -> None:
+    """Change a binary's description or metadata, its declaration, or its state.
+
+    \b
+    Examples:
+      peridio binaries update --binary-prn $BINARY_PRN --state hashable --wait
+      peridio binaries update --binary-prn $BINARY_PRN --description "RC 2"
+    """
     body: dict[str, Any] = {}
     for key, value in (
         ("hash", hash_),
@@ -358,17 +389,34 @@ def binaries_update(
         "binary"
     ]
     if wait and state == "hashable":
-        binary = waiting.wait_verified(client, binary, timeout)
+        binary = waiting.wait_verified(client, binary, wait_timeout)
     emit(ctx, binary, "binary")
 
 
 @click.command("destroy", cls=Command)
-@option("--prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "prn", metavar="PRN", required=True, help="The binary.")
 @option("--reason", help="Why; kept in the binary's history for the audit trail.")
+@option(
+    "--yes", "-y", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
 @click.pass_context
-def binaries_destroy(ctx: click.Context, prn: str, reason: str | None) -> None:
-    """Destroy a binary: its content is deleted for good; the record and history stay."""
+def binaries_destroy(ctx: click.Context, prn: str, reason: str | None, yes: bool) -> None:
+    """Destroy a binary (or discard an upload): its content is deleted for good.
+
+    The record and its history stay. Asks for confirmation on a terminal; scripts pass --yes.
+
+    \b
+    Example:
+      peridio binaries destroy --binary-prn $BINARY_PRN --reason "bad build" --yes
+    """
     client = api(ctx)
+    if not yes:
+        binary = client.get_binary(prn)
+        confirm(
+            f"Destroy binary {prn} ({binary.get('target')}, {binary.get('state')}, "
+            f"{ui.human_bytes(int(binary.get('size') or 0))})? Its content is deleted for good.",
+            f"binaries destroy --binary-prn {prn}",
+        )
     client.call(
         "DELETE", f"/binaries/{prn}", params={"reason": reason}, what=f"destroying binary {prn}"
     )
@@ -383,26 +431,38 @@ binaries.add_command(binaries_destroy, "delete")
 
 
 @binaries.command("download")
-@option("--prn", "--binary-prn", "prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "prn", metavar="PRN", required=True, help="The binary (signed).")
 @option(
     "--file",
     "dest",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Where to write it ('-' for stdout). A partial file is resumed.",
+    help="Where to write it ('-' for stdout). Written as FILE.part, renamed once its SHA-256 "
+    "matches; a FILE.part left by an interrupted download is checked and resumed.",
 )
+@option("--force", is_flag=True, help="Replace FILE if it exists (only once verified).")
 @option("--expires-in", type=click.IntRange(min=1), help="Lifetime of the URL, seconds.")
-@option("--retries", type=click.IntRange(0, 50), default=limits.DEFAULT_RETRIES)
+@retries_option("an interrupted transfer (each resumes where it stopped)")
 @click.pass_context
 def binaries_download(
-    ctx: click.Context, prn: str, dest: str, expires_in: int | None, retries: int
+    ctx: click.Context, prn: str, dest: str, force: bool, expires_in: int | None, retries: int
 ) -> None:
-    """Download a signed binary's content; resumes a partial file and checks its SHA-256."""
+    """Download a signed binary's content, check its SHA-256, resume if interrupted.
+
+    An existing FILE is never touched without --force.
+
+    \b
+    Example:
+      peridio binaries download --binary-prn $BINARY_PRN --file firmware.bin
+    """
+    download.check_destination(dest, force)
     client = api(ctx)
     binary = client.get_binary(prn)
     if binary["state"] != "signed":
         raise Refused(f"binary {prn} is {binary['state']}; only signed binaries can be downloaded.")
-    summary = download.download(client, binary, dest, expires_in=expires_in, retries=retries)
+    summary = download.download(
+        client, binary, dest, expires_in=expires_in, retries=retries, force=force
+    )
     if dest == "-":
         return
     ui.note(f"{dest}: {summary['size']} bytes, {summary['hash']} verified.")

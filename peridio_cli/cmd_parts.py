@@ -4,7 +4,7 @@ import os
 
 import click
 
-from peridio_cli.base import Group, api, emit, emit_list, option
+from peridio_cli.base import Group, api, emit, emit_list, option, retries_option
 from peridio_cli.errors import UsageProblem
 from peridio_cli.transfer import hashing, limits, upload
 
@@ -15,7 +15,7 @@ def binary_parts() -> None:
 
 
 @binary_parts.command("create")
-@option("--binary-prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "binary_prn", metavar="PRN", required=True, help="The binary.")
 @option(
     "--part-number",
     "--index",
@@ -42,7 +42,7 @@ def binary_parts() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The whole file, to take --expected-binary-size from.",
 )
-@option("--retries", type=click.IntRange(0, 50), default=limits.DEFAULT_RETRIES)
+@retries_option("a failed upload")
 @click.pass_context
 def parts_create(
     ctx: click.Context,
@@ -56,7 +56,12 @@ def parts_create(
     retries: int,
 ) -> None:
     """Declare part N and, with --file, upload its bytes (retried; skipped when the same
-    bytes are already there)."""
+    bytes are already there).
+
+    \b
+    Example:
+      peridio binary-parts create --binary-prn $BINARY_PRN --part-number 1 --file part_aa
+    """
     if binary_content_path is not None:
         if expected_binary_size is not None:
             raise UsageProblem("give --expected-binary-size or --binary-content-path, not both.")
@@ -90,9 +95,15 @@ def parts_create(
 
 
 @binary_parts.command("list")
-@option("--binary-prn", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "binary_prn", metavar="PRN", required=True, help="The binary.")
 @click.pass_context
 def parts_list(ctx: click.Context, binary_prn: str) -> None:
+    """List a binary's parts: index, state, size, hash.
+
+    \b
+    Example:
+      peridio binary-parts list --binary-prn $BINARY_PRN -o table
+    """
     page = api(ctx).call(
         "GET", f"/binaries/{binary_prn}/parts", what=f"listing the parts of {binary_prn}"
     )

@@ -5,9 +5,13 @@ from typing import Any
 import click
 
 from peridio_cli import config, signing, ui
-from peridio_cli.base import Group, api, emit, emit_list, option
+from peridio_cli.base import Group, api, emit, emit_list, fetch_list, list_options, option
 from peridio_cli.errors import UsageProblem
 from peridio_cli.transfer import hashing
+
+
+def list_options_plain(func: Any) -> Any:
+    return list_options(func, search=False)
 
 
 @click.group("binary-signatures", cls=Group)
@@ -16,7 +20,7 @@ def binary_signatures() -> None:
 
 
 @binary_signatures.command("create")
-@option("--binary-prn", "-b", metavar="PRN", required=True)
+@option("--binary-prn", "--prn", "binary_prn", metavar="PRN", required=True, help="The binary.")
 @option("--signing-key-prn", metavar="PRN", help="The registered key that verifies it.")
 @option("--signing-key-keyid", metavar="KEYID", help="Or the key's keyid.")
 @option(
@@ -53,7 +57,14 @@ def signatures_create(
     content_path: str | None,
     signature_rest: tuple[str, ...],
 ) -> None:
-    """Attach a signature to a binary (which then becomes signed)."""
+    """Attach a signature to a binary (which then becomes signed).
+
+    \b
+    Examples:
+      peridio binary-signatures create --binary-prn $BINARY_PRN \\
+        --signing-key-prn $SIGNING_KEY_PRN --signature "$(base64 -w0 firmware.sig)"
+      peridio binary-signatures create --binary-prn $BINARY_PRN --signing-key-pair release
+    """
     if signature_rest and signature is None:
         raise UsageProblem(f"unexpected argument {signature_rest[0]!r}.")
     if signing_key_pair is not None:
@@ -72,9 +83,8 @@ def signatures_create(
         value = "".join([signature, *signature_rest]).strip()
     else:
         assert signing_key_private is not None
-        value = signing.signature_b64(
-            signing_key_private, _digest(client, binary_prn, content_path)
-        )
+        key = signing.load_private_key(signing_key_private)
+        value = signing.signature_b64(key, _digest(client, binary_prn, content_path))
     body: dict[str, Any] = {"binary_prn": binary_prn, "signature": value}
     if signing_key_prn:
         body["signing_key_prn"] = signing_key_prn
@@ -97,22 +107,33 @@ def _digest(client: Any, binary_prn: str, content_path: str | None) -> str:
 
 @binary_signatures.command("list")
 @option("--binary-prn", metavar="PRN", help="Only this binary's signatures.")
-@option("--limit", type=click.IntRange(1, 100))
-@option("--order", type=click.Choice(["asc", "desc"]))
-@option("--page", metavar="CURSOR")
+@list_options_plain
 @click.pass_context
 def signatures_list(ctx: click.Context, **params: Any) -> None:
-    page = api(ctx).call(
-        "GET", "/binary_signatures", params=params, what="listing binary signatures"
+    """List signatures, newest first unless --order asc.
+
+    \b
+    Example:
+      peridio binary-signatures list --binary-prn $BINARY_PRN -o table
+    """
+    page = fetch_list(
+        ctx, "/binary_signatures", "binary_signatures", params, "listing binary signatures"
     )
     emit_list(ctx, page, "binary_signatures", "binary_signature")
 
 
 @click.command("destroy", cls=binary_signatures.command_class)
-@option("--prn", "--binary-signature-prn", "prn", metavar="PRN", required=True)
+@option(
+    "--binary-signature-prn", "--prn", "prn", metavar="PRN", required=True, help="The signature."
+)
 @click.pass_context
 def signatures_destroy(ctx: click.Context, prn: str) -> None:
-    """Remove a signature (a binary left without one goes back to signable)."""
+    """Remove a signature (a binary left without one goes back to signable).
+
+    \b
+    Example:
+      peridio binary-signatures destroy --prn $SIGNATURE_PRN
+    """
     api(ctx).call("DELETE", f"/binary_signatures/{prn}", what=f"removing signature {prn}")
 
 
@@ -126,7 +147,7 @@ def signing_keys() -> None:
 
 
 @signing_keys.command("create")
-@option("--name", required=True)
+@option("--name", required=True, help="Unique within the organization.")
 @option("--value", help="The public key: PEM text, or base64 of a raw Ed25519 key.")
 @option(
     "--path",
@@ -144,6 +165,12 @@ def keys_create(
     key: str | None,
     organization_prn: str | None,
 ) -> None:
+    """Register a public key that verifies signatures.
+
+    \b
+    Example:
+      SIGNING_KEY_PRN=$(peridio signing-keys create --name release --path release.pem -o prn)
+    """
     given = [v for v in (value, path, key) if v is not None]
     if len(given) != 1:
         raise UsageProblem("give exactly one of --value, --path (PEM file) or --key (raw file).")
@@ -162,28 +189,43 @@ def keys_create(
 
 
 @signing_keys.command("list")
-@option("--limit", type=click.IntRange(1, 100))
-@option("--order", type=click.Choice(["asc", "desc"]))
-@option("--page", metavar="CURSOR")
+@list_options_plain
 @click.pass_context
 def keys_list(ctx: click.Context, **params: Any) -> None:
-    page = api(ctx).call("GET", "/signing_keys", params=params, what="listing signing keys")
+    """List the organization's signing keys.
+
+    \b
+    Example:
+      peridio signing-keys list -o table
+    """
+    page = fetch_list(ctx, "/signing_keys", "signing_keys", params, "listing signing keys")
     emit_list(ctx, page, "signing_keys", "signing_key")
 
 
 @signing_keys.command("get")
-@option("--prn", "--signing-key-prn", "prn", metavar="PRN", required=True)
+@option("--signing-key-prn", "--prn", "prn", metavar="PRN", required=True, help="The signing key.")
 @click.pass_context
 def keys_get(ctx: click.Context, prn: str) -> None:
+    """Print a signing key.
+
+    \b
+    Example:
+      peridio signing-keys get --signing-key-prn $SIGNING_KEY_PRN
+    """
     answer = api(ctx).call("GET", f"/signing_keys/{prn}", what=f"getting signing key {prn}")
     emit(ctx, answer["signing_key"], "signing_key")
 
 
 @click.command("destroy", cls=signing_keys.command_class)
-@option("--prn", "--signing-key-prn", "prn", metavar="PRN", required=True)
+@option("--signing-key-prn", "--prn", "prn", metavar="PRN", required=True, help="The signing key.")
 @click.pass_context
 def keys_destroy(ctx: click.Context, prn: str) -> None:
-    """Revoke a key (admins): it takes no new signatures and its signatures stop counting."""
+    """Revoke a key (admins): it takes no new signatures and its signatures stop counting.
+
+    \b
+    Example:
+      peridio signing-keys destroy --signing-key-prn $SIGNING_KEY_PRN
+    """
     client = api(ctx)
     client.call("DELETE", f"/signing_keys/{prn}", what=f"revoking signing key {prn}")
     answer = client.call("GET", f"/signing_keys/{prn}", what=f"getting signing key {prn}")

@@ -21,7 +21,6 @@ The profile is --profile, else PERIDIO_PROFILE, else "default" when it exists.
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +65,8 @@ def load() -> dict[str, Any]:
 
 def save(data: dict[str, Any]) -> Path:
     """Write atomically, readable by its owner only (it may hold API keys)."""
+    import tempfile
+
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".config-", dir=path.parent)

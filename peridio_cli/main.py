@@ -5,6 +5,7 @@ out); 2 usage (missing or empty flag, bad value); 3 the API refused (HTTP 4xx); 
 could not be reached or failed (network, HTTP 5xx); 130 interrupted.
 """
 
+import os
 import sys
 from typing import Any
 
@@ -23,17 +24,53 @@ from peridio_cli.errors import EXIT_INTERRUPTED, EXIT_USAGE, CliError
 @click.group(
     "peridio",
     cls=Group,
-    params=common_options(short=True),
+    params=common_options(),
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="peridio")
 def cli(**_: Any) -> None:
     """Manage artifacts, versions, binaries and their signatures on a Peridio Console.
 
-    Every command takes the global options before or after it. Environment: PERIDIO_API_KEY,
-    PERIDIO_BASE_URL, PERIDIO_PROFILE, PERIDIO_CA_PATH, PERIDIO_CONFIG_DIR, and for
-    `binaries create` PERIDIO_ARTIFACT_VERSION_PRN and PERIDIO_TARGET.
+    Global options go before or after the command. `peridio COMMAND --help` shows each
+    command's options and an example.
+
+    \b
+    Examples:
+      peridio artifacts list -o table
+      peridio binaries create --artifact-version-prn $VERSION_PRN --target universal \\
+        --content-path firmware.bin --signing-key-pair release
+      peridio binaries download --binary-prn $BINARY_PRN --file firmware.bin
+
+    \b
+    Environment:
+      PERIDIO_API_KEY, PERIDIO_BASE_URL, PERIDIO_PROFILE, PERIDIO_CA_PATH,
+      PERIDIO_OUTPUT (json, prn or table), PERIDIO_TIMEOUT (seconds per API call),
+      PERIDIO_CONFIG_DIR (where config.json lives),
+      PERIDIO_SIGNING_KEY_PASSWORD (for encrypted private keys, asked for on a terminal
+      otherwise), and for `binaries create` PERIDIO_ARTIFACT_VERSION_PRN, PERIDIO_TARGET.
+      NO_COLOR is honoured: peridio prints no colour.
+
+    Exit codes: 0 done, 1 failed, 2 usage, 3 refused by the API, 4 server unreachable or
+    failing, 130 interrupted.
     """
+
+
+@click.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    \b
+    Examples:
+      peridio completion bash > ~/.local/share/bash-completion/completions/peridio
+      peridio completion zsh > "${fpath[1]}/_peridio"
+      peridio completion fish > ~/.config/fish/completions/peridio.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    found = get_completion_class(shell)
+    assert found is not None
+    click.echo(found(cli, {}, "peridio", "_PERIDIO_COMPLETE").source())
 
 
 for group in (
@@ -44,6 +81,7 @@ for group in (
     binary_signatures,
     signing_keys,
     config_group,
+    completion,
 ):
     cli.add_command(group)
 
@@ -71,9 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("peridio: interrupted; run the same command again to resume.", err=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        sys.stderr.close()  # `peridio ... | head`: nothing left to say
-        return 0
+        return _closed_pipe()
+    except SystemExit:
+        # click meets a closed stdout by swapping in a wrapper that ignores it and exiting 1.
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+            return _closed_pipe()
+        raise
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _closed_pipe()
     return result if isinstance(result, int) else 0
+
+
+def _closed_pipe() -> int:
+    """`peridio ... | head -1`: the reader has what it wanted. Point stdout at /dev/null so
+    the interpreter's last flush has nowhere to fail, and exit 0."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from peridio_console.core.errors import database_trouble
+from peridio_console.core.wire import error_body, wants_platform
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class DatabaseErrorMiddleware:
         log.error("Database error (%s) while serving %s: %s", trouble.code, request.path, exception)
         if request.path.startswith("/v1/") or request.path.startswith("/transfer/"):
             response: HttpResponse = JsonResponse(
-                {"error": {"code": trouble.code, "message": trouble.message, "field": None}},
+                error_body(trouble.code, trouble.message, platform=wants_platform(request)),
                 status=trouble.status,
             )
         else:
@@ -123,9 +124,56 @@ class ApiErrorShapeMiddleware:
         else:
             code, message = "not_found", "Not found."
         shaped = JsonResponse(
-            {"error": {"code": code, "message": message, "field": None}},
+            error_body(code, message, platform=wants_platform(request)),
             status=response.status_code,
         )
         if response.has_header("Allow"):
             shaped["Allow"] = response["Allow"]
         return shaped
+
+
+class ApiPrefixMiddleware:
+    """An API path without its /v1 (a client given https://host as its base URL instead of
+    https://host/v1) gets a JSON answer saying so, never the console's HTML, a redirect to it,
+    or Django's 500 for a POST it cannot redirect. Before CommonMiddleware, which would add
+    the slash. The console's own pages under /artifacts/ and /binaries/ stay theirs."""
+
+    # The API's first path segments; the console has pages under the first two.
+    SHARED = frozenset({"artifacts", "binaries"})
+    API_ONLY = frozenset(
+        {
+            "artifact_versions",
+            "binary_signatures",
+            "signing_keys",
+            "download_counts",
+            "audit_events",
+        }
+    )
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not self._is_api_path(request):
+            return self.get_response(request)
+        path = request.path
+        message = (
+            f"API paths begin with /v1: send this request to /v1{path}. Give clients the base "
+            "URL with /v1 at its end (PERIDIO_BASE_URL=https://<host>/v1)."
+        )
+        return JsonResponse(
+            error_body("not_found", message, platform=wants_platform(request)), status=404
+        )
+
+    def _is_api_path(self, request: HttpRequest) -> bool:
+        segments = request.path.split("/")  # "/binaries/prn:.../parts" -> ["", "binaries", ...]
+        first = segments[1] if len(segments) > 1 else ""
+        if first in self.API_ONLY:
+            return True
+        if first not in self.SHARED:
+            return False
+        api_client = "x-api-version" in request.headers or "authorization" in request.headers
+        if api_client or (len(segments) > 2 and segments[2].startswith("prn:")):
+            return True
+        # "/binaries" without its slash: a browser is sent on to the page, any other client told.
+        return len(segments) == 2 and "text/html" not in request.headers.get("accept", "")

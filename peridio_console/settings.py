@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "peridio_console.middleware.SecurityHeadersMiddleware",
     "peridio_console.middleware.DatabaseErrorMiddleware",
     "peridio_console.middleware.StaticFilesMiddleware",
+    "peridio_console.middleware.ApiPrefixMiddleware",  # before CommonMiddleware's added slash
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "peridio_console.middleware.ApiErrorShapeMiddleware",

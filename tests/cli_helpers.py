@@ -263,6 +263,7 @@ class Stack:
             [PERIDIO, *args],
             cwd=cwd or self.folder,
             env=env or self.cli_env(),
+            stdin=subprocess.DEVNULL,  # no terminal: nothing may prompt
             capture_output=True,
             text=True,
             timeout=300,
@@ -274,6 +275,7 @@ class Stack:
         return subprocess.run(
             ["bash", "-c", script],
             cwd=cwd,
+            stdin=subprocess.DEVNULL,
             env=env or self.cli_env(),
             capture_output=True,
             text=True,
@@ -337,8 +339,9 @@ class Proxy:
     """Forwards HTTP/1.1 to the stack, keeping the Host header (so the upload URLs the server
     builds point back at the proxy). `rule(method, path, n)` decides per request, where n
     counts earlier requests of the same method and kind ('upload' or 'api'): "forward",
-    an int (answer that status), "drop" (close without answering) or "hold" (wait until
-    release(), then drop)."""
+    an int (answer that status), "drop" (close without answering), "hold" (wait until
+    release(), then drop) or ("stall", n) (forward the answer's head and its first n bytes,
+    then wait until release() and drop)."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream
@@ -395,6 +398,16 @@ class Proxy:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(answer.content)))
                 self.end_headers()
+                if isinstance(action, tuple) and action[0] == "stall":
+                    self.wfile.write(answer.content[: action[1]])
+                    self.wfile.flush()
+                    with proxy.lock:
+                        proxy.held += 1
+                    proxy.gate.wait(120)
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 self.wfile.write(answer.content)
 
             do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _any
@@ -418,6 +431,53 @@ class Proxy:
             return sum(
                 1 for method, path, _ in self.forwarded if path.startswith("/transfer/parts/")
             )
+
+
+def one_error_line(done: subprocess.CompletedProcess, code: int) -> str:
+    """The one line a failed command printed on stderr, after checking its exit status."""
+    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def in_terminal(
+    args: list[str], env: dict[str, str], columns: int = 60, timeout: float = 300
+) -> tuple[int, str]:
+    """Run a command with stdin, stdout and stderr on a pseudo-terminal of the given width;
+    its exit status and everything it wrote (carriage returns and escapes included)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen(
+        args, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def create_args(version: str, path: Any, *extra: str) -> list[str]:

@@ -39,6 +39,7 @@ def test_it_creates_a_binary(engineer_api, version):
         "target": "arm-linux-gnueabihf",
         "hash": HASH,
         "size": 104857600,
+        "revision": 1,
         "state": "uploadable",
         "custom_metadata": {"git_commit": "abc123def", "features": ["wifi"]},
         "description": "Release build",

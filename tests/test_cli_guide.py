@@ -235,7 +235,13 @@ def test_it_runs_the_via_cli_example_then_signs_lists_gets_and_destroys(stack, w
     assert json.loads(downloaded.stdout)["hash"] == f"sha256:{digest}"
     assert sha256_file(work / "copy.bin") == digest
 
-    destroyed = json.loads(ok(stack.bash(script(DESTROY, BINARY_PRN=prn), work)).stdout)
+    # Run as printed in a script (no terminal to confirm on) it refuses and changes nothing;
+    # a script says --yes.
+    refused = stack.bash(script(DESTROY, BINARY_PRN=prn), work)
+    assert refused.returncode == 2 and "--yes" in refused.stderr, refused.stderr
+    assert stack.binary(prn)["state"] == "signed"
+    confirmed = script(DESTROY, BINARY_PRN=prn).rstrip() + " --yes\n"
+    destroyed = json.loads(ok(stack.bash(confirmed, work)).stdout)
     assert destroyed["state"] == "destroyed"
     assert stack.binary(prn)["state"] == "destroyed"
 

@@ -17,6 +17,7 @@ from tests.cli_helpers import (
     MiB,
     Proxy,
     create_args,
+    one_error_line,
     random_file,
     running_stack,
     sha256_file,
@@ -29,14 +30,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def stack(tmp_path_factory):
     with running_stack(tmp_path_factory.mktemp("cli-transfer")) as running:
         yield running
-
-
-def one_error_line(done, code: int) -> str:
-    assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return lines[0]
 
 
 # --- Resume and retry -----------------------------------------------------------------------
@@ -123,7 +116,11 @@ def test_it_gives_up_on_a_part_after_its_retries_and_says_how_to_resume(stack, t
             *create_args(version, path, "--retries", "1"), env=stack.cli_env(base_url=proxy.url)
         )
     assert done.returncode == 4, done.stderr
-    lines = [line for line in done.stderr.splitlines() if "retrying in" not in line]
+    lines = [
+        line
+        for line in done.stderr.splitlines()
+        if "retrying in" not in line and not line.startswith("peridio: uploading ")
+    ]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     line = lines[0]
     assert line.startswith("peridio: part 1 of prn:")
@@ -219,10 +216,11 @@ def test_it_exits_3_with_the_servers_words_on_a_refusal(stack):
 def test_it_exits_2_with_one_line_on_a_missing_or_empty_flag(stack):
     line = one_error_line(stack.peridio("binaries", "get"), 2)
     assert line == (
-        "peridio binaries get: Missing option '--prn'. (see `peridio binaries get --help`)"
+        "peridio binaries get: Missing option '--binary-prn' / '--prn'. "
+        "(see `peridio binaries get --help`)"
     )
     line = one_error_line(stack.peridio("binaries", "get", "--prn", "--output", "json"), 2)
-    assert "Invalid value for '--prn': got an empty value" in line
+    assert "Invalid value for '--binary-prn' / '--prn': got an empty value" in line
     line = one_error_line(stack.peridio("binaries", "list", "--state", "nope"), 2)
     assert "Invalid value for '--state'" in line
     no_key = {k: v for k, v in stack.cli_env().items() if k != "PERIDIO_API_KEY"}
@@ -264,7 +262,7 @@ def test_it_refuses_a_file_that_does_not_match_the_declared_hash(stack, tmp_path
 def test_it_times_out_waiting_and_says_how_to_resume(stack, tmp_path):
     version = stack.new_version()
     path = random_file(tmp_path / "slow.bin", 3 * MiB)
-    done = stack.peridio(*create_args(version, path, "--timeout", "0"))
+    done = stack.peridio(*create_args(version, path, "--wait-timeout", "0"))
     assert done.returncode == 1, done.stderr
     line = done.stderr.strip().splitlines()[-1]
     assert line.startswith("peridio: timed out after 0 s waiting for prn:")
@@ -330,38 +328,9 @@ def test_it_uploads_to_s3_with_checksummed_presigned_urls(s3_server, tmp_path):
 # --- Downloads --------------------------------------------------------------------------------
 
 
-def test_it_downloads_resuming_a_partial_file_and_checks_the_hash(stack, tmp_path):
+def test_it_downloads_only_signed_binaries(stack, tmp_path):
+    """Resuming, --force and stdout: tests/test_cli_everyday.py."""
     version = stack.new_version()
-    path = random_file(tmp_path / "signed.bin", 9 * MiB + 5)
-    key_file = tmp_path / "key.pem"
-    assert subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out",
-                           str(key_file)]).returncode == 0  # fmt: skip
-    key = stack.prn_of("signing-keys", "create", "--name", "dl", "--path", str(key_file))
-    done = stack.peridio(*create_args(version, path, "--signing-key-private", str(key_file),
-                                      "--signing-key-prn", key))  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    prn = json.loads(done.stdout)["prn"]
-    content = path.read_bytes()
-
-    partial = tmp_path / "partial.bin"
-    partial.write_bytes(content[: 4 * MiB + 1])
-    resumed = stack.peridio("binaries", "download", "--prn", prn, "--file", str(partial))
-    assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {partial} at byte {4 * MiB + 1} of {len(content)}." in resumed.stderr
-    assert json.loads(resumed.stdout)["resumed_from"] == 4 * MiB + 1
-    assert partial.read_bytes() == content
-
-    damaged = tmp_path / "damaged.bin"
-    damaged.write_bytes(b"x" * 1000)  # not the start of the content: caught by the hash
-    refused = stack.peridio("binaries", "download", "--prn", prn, "--file", str(damaged))
-    assert refused.returncode == 1
-    assert "SHA-256" in refused.stderr.strip().splitlines()[-1]
-    assert (tmp_path / "damaged.bin.corrupt").exists() and not damaged.exists()
-
-    to_stdout = subprocess.run([PERIDIO, "binaries", "download", "--prn", prn, "--file", "-"],
-                               env=stack.cli_env(), capture_output=True)  # fmt: skip
-    assert to_stdout.returncode == 0 and to_stdout.stdout == content
-
     unsigned = stack.prn_of("binaries", "create", "--artifact-version-prn", version, "--target",
                             "other", "--hash", "ab" * 32, "--size", "3")  # fmt: skip
     line = one_error_line(stack.peridio("binaries", "download", "--prn", unsigned, "--file",

@@ -62,11 +62,20 @@ def test_it_lets_only_admins_revoke_signing_keys(admin, engineer, viewer, org):
 
     page = admin.get(reverse("console:signing_key_list")).content.decode()
     assert f'action="{url}"' in page
-    response = admin.post(url, follow=True)
+    response = admin.post(url, {"reason": "leaked"}, follow=True)  # not confirmed
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert b"Nothing was changed: revoking a signing key needs its confirmation" in response.content
+    response = admin.post(url, {"confirm": "yes", "reason": " "}, follow=True)
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert b"say why the key is revoked" in response.content
+    response = admin.post(url, {"confirm": "yes", "reason": "leaked"}, follow=True)
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert b"revoked; its signatures no longer count" in response.content
-    assert AuditEvent.objects.filter(action="signing_key.revoked", object_prn=key.prn).exists()
+    event = AuditEvent.objects.get(action="signing_key.revoked", object_prn=key.prn)
+    assert event.details["reason"] == "leaked"
 
 
 def test_it_hides_signing_keys_of_other_organizations(outsider, org):
@@ -91,7 +100,9 @@ def test_it_refuses_viewers_a_signing_key(viewer, org):
 
 def test_it_shows_a_new_api_key_once(engineer, engineer_membership, org):
     response = engineer.post(reverse("console:api_key_create"), {"name": "ci-nightly"})
+    assert (response.status_code, response["Location"]) == (302, reverse("console:api_key_list"))
     key = ApiKey.objects.get(organization=org, user=engineer_membership.user)
+    response = engineer.get(response["Location"])
     html = response.content.decode()
     secret = html.split('id="new-api-key" type="text" readonly value="')[1].split('"')[0]
     assert response["Cache-Control"] == "no-store"
@@ -100,8 +111,9 @@ def test_it_shows_a_new_api_key_once(engineer, engineer_membership, org):
     assert event.details["prefix"] == key.prefix
     assert event.actor_user == engineer_membership.user
 
-    listing = engineer.get(reverse("console:api_key_list")).content.decode()
+    listing = engineer.get(reverse("console:api_key_list")).content.decode()  # a reload
     assert secret not in listing
+    assert ApiKey.objects.filter(organization=org).count() == 1
     assert f"pdo_{key.prefix}_…" in listing
     assert "ci-nightly" in listing
     assert ">never<" in listing  # last used
@@ -114,7 +126,12 @@ def test_it_shows_a_new_api_key_once(engineer, engineer_membership, org):
 def test_it_revokes_your_own_api_key(engineer, engineer_membership, org):
     key = ApiKeyFactory(organization=org, user=engineer_membership.user, name="laptop")
     secret = key.secret
-    response = engineer.post(reverse("console:api_key_revoke", args=[key.pk]), follow=True)
+    url = reverse("console:api_key_revoke", args=[key.pk])
+    response = engineer.post(url, follow=True)
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert b"Nothing was changed: revoking an API key needs its confirmation" in response.content
+    response = engineer.post(url, {"confirm": "yes"}, follow=True)
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert api_key_authenticate(secret) is None
@@ -134,7 +151,7 @@ def test_it_lets_admins_manage_every_key_and_others_only_theirs(
 
     listing = admin.get(reverse("console:api_key_list")).content.decode()
     assert "eng-key" in listing and "admin-key" in listing
-    admin.post(reverse("console:api_key_revoke", args=[mine.pk]))
+    admin.post(reverse("console:api_key_revoke", args=[mine.pk]), {"confirm": "yes"})
     mine.refresh_from_db()
     theirs.refresh_from_db()
     assert mine.revoked_at is not None
@@ -198,7 +215,8 @@ def test_it_keeps_an_admin(admin, admin_membership):
     admin_membership.refresh_from_db()
     assert admin_membership.role == Role.ADMIN
     assert b"is the last admin of" in response.content
-    response = admin.post(reverse("console:member_remove", args=[admin_membership.pk]), follow=True)
+    url = reverse("console:member_remove", args=[admin_membership.pk])
+    response = admin.post(url, {"confirm": "yes"}, follow=True)
     assert Membership.objects.filter(pk=admin_membership.pk).exists()
     assert b"is the last admin of" in response.content
 
@@ -206,7 +224,10 @@ def test_it_keeps_an_admin(admin, admin_membership):
 def test_it_removes_a_member_and_their_keys(admin, engineer_membership, org):
     key = ApiKeyFactory(organization=org, user=engineer_membership.user)
     secret = key.secret
-    admin.post(reverse("console:member_remove", args=[engineer_membership.pk]))
+    url = reverse("console:member_remove", args=[engineer_membership.pk])
+    admin.post(url)  # not confirmed: nothing changes
+    assert Membership.objects.filter(pk=engineer_membership.pk).exists()
+    admin.post(url, {"confirm": "yes"})
     assert not Membership.objects.filter(pk=engineer_membership.pk).exists()
     key.refresh_from_db()
     assert key.revoked_at is not None
@@ -235,7 +256,7 @@ def test_it_shows_the_organizations_of_a_member_of_two(db, org, other_org):
 
 
 def test_it_lets_viewers_create_their_own_read_only_keys(viewer, viewer_membership, org):
-    response = viewer.post(reverse("console:api_key_create"), {"name": "reports"})
+    response = viewer.post(reverse("console:api_key_create"), {"name": "reports"}, follow=True)
     assert response.status_code == 200
     assert b'id="new-api-key"' in response.content
     key = ApiKey.objects.get(organization=org)

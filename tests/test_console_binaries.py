@@ -338,7 +338,9 @@ def test_it_polls_hashing_progress_until_signable(engineer, version):
 
 def test_it_resets_a_binary(engineer, binary):
     response = engineer.post(
-        reverse("console:binary_reset", args=[binary.uuid]), {"reason": "wrong file"}, follow=True
+        reverse("console:binary_reset", args=[binary.uuid]),
+        {"reason": "wrong file", "confirm": "yes"},
+        follow=True,
     )
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
@@ -354,7 +356,8 @@ def test_it_resets_a_binary(engineer, binary):
 def test_it_refuses_a_reset_the_state_does_not_allow(engineer, version, actor):
     binary = binary_in_state(State.SIGNED, artifact_version=version)
     events = binary.events.count()
-    response = engineer.post(reverse("console:binary_reset", args=[binary.uuid]), follow=True)
+    url = reverse("console:binary_reset", args=[binary.uuid])
+    response = engineer.post(url, {"confirm": "yes"}, follow=True)
     binary.refresh_from_db()
     assert binary.state == State.SIGNED
     assert binary.events.count() == events

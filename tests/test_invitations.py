@@ -103,7 +103,9 @@ def test_it_lets_an_admin_cancel_an_invitation(admin, org, dana):
     assert 'aria-label="Cancel the invitation for dana"' in members
 
     response = admin.post(
-        reverse("console:invitation_cancel"), {"invitation": invitation.pk}, follow=True
+        reverse("console:invitation_cancel"),
+        {"invitation": invitation.pk, "confirm": "yes"},
+        follow=True,
     )
 
     assert "The invitation for dana was cancelled." in response.content.decode()

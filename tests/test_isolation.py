@@ -134,6 +134,7 @@ def fill(pattern: str, world: World) -> list[str]:
         "version_id": [str(world.version.uuid)],
         "binary_id": [str(b.uuid) for b in binaries],
         "membership_id": [str(world.membership.pk), str(world.admin_membership.pk)],
+        "signature_id": [str(world.signature.uuid)],
         "prn": [world.signed.prn],
         "index": ["1"],
         "rest": [f"binaries/{world.signed.prn}/anything"],
@@ -174,7 +175,8 @@ POST_DATA = {
     "size": "3",
     "description": "isolation",
     "reason": "isolation test",
-    "confirm": "aarch64-linux-gnu",
+    "confirm": "yes",  # what a destructive action's confirmation sends
+    "confirm_target": "aarch64-linux-gnu",
     "role": "viewer",
     "signature": "00" * 64,
     "value": "not a key",
@@ -321,8 +323,8 @@ def request_for(
     body = None
     if "requestBody" in operation:
         fields = _body_properties(document, operation)
-        if method == "PATCH":
-            body = {"description": "isolation"}
+        if method == "PATCH":  # a signing key has a name, no description
+            body = {"description" if "description" in fields else "name": "isolation"}
         else:
             body = {name: value for name, value in BODY_VALUES.items() if name in fields}
             if "value" in fields:

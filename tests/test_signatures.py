@@ -209,7 +209,12 @@ def test_it_refuses_a_signature_of_another_file(engineer_api, binary, data, algo
     )
 
     assert response.status_code == 400
-    assert "Sign this exact file with the matching private key" in error_of(response)["message"]
+    advice = (
+        "An Ed25519 key signs the 64-character hex digest, not the file"
+        if algorithm == "ed25519"
+        else "Sign this exact file with the matching private key"
+    )
+    assert advice in error_of(response)["message"]
     _assert_nothing_written(before, binary)
 
 

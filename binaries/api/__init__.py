@@ -16,10 +16,28 @@ from pydantic import BaseModel
 
 from binaries.api import artifacts, audit, binaries, downloads, parts, signing
 from binaries.api.auth import ApiKeyAuth, ConsoleSessionAuth
-from binaries.api.errors import JSONBodyParser, install_error_handlers
+from binaries.api.errors import JSONBodyParser, error_body, install_error_handlers
+from binaries.serializers import platform_wire
+from peridio_console.core.wire import wants_platform
 
 
 class PeridioAPI(NinjaAPI):
+    def create_response(
+        self,
+        request: HttpRequest,
+        data: Any,
+        *,
+        status: int | None = None,
+        temporal_response: HttpResponse | None = None,
+    ) -> HttpResponse:
+        """Every answer, success or error, in the wire format the request asked for."""
+        if wants_platform(request):
+            code = temporal_response.status_code if temporal_response else status or 200
+            data = platform_wire(data, code)
+        return super().create_response(
+            request, data, status=status, temporal_response=temporal_response
+        )
+
     def validation_error_from_error_contexts(
         self, error_contexts: list[ValidationErrorContext]
     ) -> ValidationError:
@@ -77,8 +95,4 @@ api.add_router("/", audit.router)
 @csrf_exempt
 def not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
     """Unknown paths under /v1 answer in the API's shape, not with an HTML page."""
-    return api.create_response(
-        request,
-        {"error": {"code": "not_found", "message": "No such API path.", "field": None}},
-        status=404,
-    )
+    return api.create_response(request, error_body("not_found", "No such API path."), status=404)

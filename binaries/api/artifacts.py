@@ -33,6 +33,7 @@ def create_artifact(request: HttpRequest, payload: ArtifactCreateIn) -> Status[d
         name=payload.name,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
+        id=payload.id,
     )
     return Status(201, {"artifact": ArtifactOut.from_model(artifact)})
 
@@ -58,7 +59,7 @@ def get_artifact(request: HttpRequest, prn: str) -> dict:
 def update_artifact(request: HttpRequest, prn: str, payload: ArtifactUpdateIn) -> dict:
     context = writer(request, "changing artifacts")
     artifact = selectors.get_artifact(context.organization, prn)
-    artifact = services.artifact_update(artifact=artifact, **fields_set(payload))
+    artifact = services.artifact_update(artifact=artifact, **fields_set(payload, prn))
     return {"artifact": ArtifactOut.from_model(artifact)}
 
 
@@ -83,6 +84,7 @@ def create_artifact_version(request: HttpRequest, payload: ArtifactVersionCreate
         version=payload.version,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
+        id=payload.id,
     )
     return Status(201, {"artifact_version": ArtifactVersionOut.from_model(version)})
 
@@ -119,7 +121,7 @@ def update_artifact_version(
 ) -> dict:
     context = writer(request, "changing artifact versions")
     version = selectors.get_artifact_version(context.organization, prn)
-    version = services.artifact_version_update(artifact_version=version, **fields_set(payload))
+    version = services.artifact_version_update(artifact_version=version, **fields_set(payload, prn))
     return {"artifact_version": ArtifactVersionOut.from_model(version)}
 
 

@@ -17,6 +17,7 @@ from binaries.api.schemas import (
     list_body,
 )
 from binaries.serializers import BinaryOut
+from peridio_console.core.wire import wants_platform
 
 router = Router(tags=["binaries"])
 
@@ -35,6 +36,7 @@ def create_binary(request: HttpRequest, payload: BinaryCreateIn) -> Status[dict]
         size=payload.size,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
+        id=payload.id,
     )
     return Status(201, {"binary": BinaryOut.from_model(binary)})
 
@@ -42,7 +44,9 @@ def create_binary(request: HttpRequest, payload: BinaryCreateIn) -> Status[dict]
 @router.get("", response={200: BinaryList, **ERRORS})
 def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict:
     """Oldest first unless order=desc. Search keys: artifact_version_prn, description, hash,
-    prn, size, state, target, created_at, inserted_at, updated_at."""
+    prn, size, state, target, created_at, inserted_at, updated_at. With `x-api-version: 2`
+    destroyed binaries are listed only when asked for by state: the hosted platform's delete
+    removes a binary, and its CLI takes a listed binary for the target's current one."""
     organization = api_context(request).organization
     version = None
     if params.artifact_version_prn:
@@ -55,6 +59,7 @@ def list_binaries(request: HttpRequest, params: Query[BinaryListParams]) -> dict
         target=params.target,
         state=params.state,
         search=params.search,
+        live_only=wants_platform(request),
     )
     return list_body("binaries", queryset, params, BinaryOut.from_model, organization=organization)
 
@@ -69,7 +74,7 @@ def get_binary(request: HttpRequest, prn: str) -> dict:
 def update_binary(request: HttpRequest, prn: str, payload: BinaryUpdateIn) -> dict:
     context = writer(request, "changing binaries")
     binary = selectors.get_binary(context.organization, prn)
-    binary = services.binary_change(binary=binary, actor=context.actor, **fields_set(payload))
+    binary = services.binary_change(binary=binary, actor=context.actor, **fields_set(payload, prn))
     return {"binary": BinaryOut.from_model(binary)}
 
 

@@ -19,6 +19,7 @@ from ninja.parser import Parser
 
 from binaries.storage import PartBusy, StorageError, StorageFull
 from peridio_console.core.errors import DomainError, InvalidInput, database_trouble
+from peridio_console.core.wire import error_body
 
 if TYPE_CHECKING:
     from ninja import NinjaAPI
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CODES = {400: "invalid", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method"}
-
-
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field}}
 
 
 # --- Parsing ----------------------------------------------------------------------------

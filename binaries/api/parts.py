@@ -7,6 +7,7 @@ from binaries import selectors, uploads
 from binaries.api.auth import api_context, writer
 from binaries.api.schemas import ERRORS, BinaryPartList, DeclaredPartEnvelope, DeclaredPartOut
 from binaries.serializers import BinaryPartOut, iso
+from peridio_console.core.errors import InvalidInput
 
 router = Router(tags=["binary parts"])
 
@@ -15,6 +16,20 @@ class PartIn(Schema):
     hash: str
     size: int
     expected_binary_size: int | None = None
+    # The hosted SDK repeats the path's binary and index in the body.
+    binary_prn: str | None = None
+    index: int | None = None
+
+
+def _same_as_path(payload: PartIn, prn: str, index: int) -> None:
+    for name, in_path in (("binary_prn", prn), ("index", index)):
+        given = getattr(payload, name)
+        if given is not None and given != in_path:
+            raise InvalidInput(
+                f"{name} in the body ({given}) is not the one in the path ({in_path}); send "
+                f"the same or leave {name} out of the body.",
+                field=name,
+            )
 
 
 def _base_url(request: HttpRequest) -> str:
@@ -24,9 +39,12 @@ def _base_url(request: HttpRequest) -> str:
 @router.put("/binaries/{prn}/parts/{index}", response={201: DeclaredPartEnvelope, **ERRORS})
 def put_binary_part(request: HttpRequest, prn: str, index: int, payload: PartIn):
     """Declare part `index` (1-10,000) with its SHA-256 and size; PUT the bytes to the URL
-    answered in `presigned_upload_url` before `expires_at`. Re-putting an index replaces it."""
+    answered in `presigned_upload_url` before `expires_at`. Re-putting an index replaces it.
+    A `content-range` header (the hosted SDK sends one) is not read: the SDK computes it from
+    this part's size, which is wrong for a short last part, and index and size say it all."""
     context = writer(request, "uploading a binary part")
     binary = selectors.get_binary(context.organization, prn)
+    _same_as_path(payload, prn, index)
     declared = uploads.part_declare(
         binary=binary,
         index=index,

@@ -27,6 +27,7 @@ from binaries.serializers import (
     Timestamp,
 )
 from peridio_console.accounts.models import Organization
+from peridio_console.core.errors import InvalidInput
 from peridio_console.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, keyset_page
 
 
@@ -36,17 +37,22 @@ class Body(Schema):
 
 # --- Requests ---------------------------------------------------------------------------
 
+NEW_ID = "The UUID the new PRN ends with (the hosted CLI's --id); 409 when taken."
+SAME_PRN = "May repeat the path's PRN, as the hosted SDK does; any other PRN is refused."
+
 
 class ArtifactCreateIn(Body):
     name: str = Field(..., examples=["edge-firmware"])
     description: str | None = None
     custom_metadata: Metadata | None = None
+    id: str | None = Field(None, description=NEW_ID)
 
 
 class ArtifactUpdateIn(Body):
     name: str | None = None
     description: str | None = None
     custom_metadata: Metadata | None = None
+    prn: str | None = Field(None, description=SAME_PRN)
 
 
 class ArtifactVersionCreateIn(Body):
@@ -54,11 +60,13 @@ class ArtifactVersionCreateIn(Body):
     version: str = Field(..., examples=["1.4.2"])
     description: str | None = None
     custom_metadata: Metadata | None = None
+    id: str | None = Field(None, description=NEW_ID)
 
 
 class ArtifactVersionUpdateIn(Body):
     description: str | None = None
     custom_metadata: Metadata | None = None
+    prn: str | None = Field(None, description=SAME_PRN)
 
 
 class BinaryCreateIn(Body):
@@ -68,6 +76,7 @@ class BinaryCreateIn(Body):
     size: int | None = Field(None, description="Size in bytes.")
     description: str | None = None
     custom_metadata: Metadata | None = None
+    id: str | None = Field(None, description=NEW_ID)
 
 
 class BinaryUpdateIn(Body):
@@ -81,6 +90,15 @@ class BinaryUpdateIn(Body):
         json_schema_extra=STATES,
     )
     reason: str | None = Field(None, description="Why the binary moves; kept in its history.")
+    prn: str | None = Field(None, description=SAME_PRN)
+
+
+class SigningKeyUpdateIn(Body):
+    name: str | None = None
+    value: str | None = Field(
+        None, description="Only the key's current value: a key cannot change."
+    )
+    prn: str | None = Field(None, description=SAME_PRN)
 
 
 class BinaryDestroyIn(Body):
@@ -141,9 +159,18 @@ def list_body(
     return {key: [build(row) for row in rows], "next_page": next_page}
 
 
-def fields_set(payload: BaseModel) -> dict[str, Any]:
-    """The fields a PATCH body named, null included (null clears a description)."""
-    return {name: getattr(payload, name) for name in payload.model_fields_set}
+def fields_set(payload: BaseModel, prn: str) -> dict[str, Any]:
+    """The fields a PATCH body named, null included (null clears a description). A `prn` in
+    the body (the hosted SDK repeats the path's) must be the path's and is not a field."""
+    given = {name: getattr(payload, name) for name in payload.model_fields_set}
+    body_prn = given.pop("prn", None)
+    if body_prn is not None and body_prn != prn:
+        raise InvalidInput(
+            f"prn in the body ({body_prn}) is not the PRN in the path ({prn}); send the same "
+            "PRN or leave prn out of the body.",
+            field="prn",
+        )
+    return given
 
 
 # --- Responses --------------------------------------------------------------------------

@@ -9,15 +9,17 @@ from binaries.api.schemas import (
     ERRORS,
     BinarySignatureEnvelope,
     BinarySignatureList,
+    ListParams,
     SigningKeyEnvelope,
     SigningKeyList,
+    SigningKeyUpdateIn,
+    fields_set,
     list_body,
 )
 from binaries.models import BinarySignature, SigningKey
 from binaries.serializers import BinarySignatureOut, SigningKeyOut
 from peridio_console.accounts.models import Role
-from peridio_console.core.errors import InvalidInput, NotFound
-from peridio_console.core.pagination import DEFAULT_LIMIT
+from peridio_console.core.errors import NotFound
 
 signing_keys = Router(tags=["signing keys"])
 binary_signatures = Router(tags=["binary signatures"])
@@ -35,20 +37,8 @@ class SignatureIn(Schema):
     signing_key_keyid: str | None = None
 
 
-class PageParams(Schema):
-    limit: int = DEFAULT_LIMIT
-    order: str | None = None
-    page: str | None = None
-
-
-class SignatureListParams(PageParams):
+class SignatureListParams(ListParams):
     binary_prn: str | None = None
-
-
-def _limit(value: int) -> int:
-    if not 1 <= value <= 100:
-        raise InvalidInput(f"limit must be from 1 to 100; got {value}.", field="limit")
-    return value
 
 
 def _key(request: HttpRequest, prn: str, field: str = "prn") -> SigningKey:
@@ -78,16 +68,27 @@ def create_signing_key(request: HttpRequest, payload: SigningKeyIn) -> Status[di
 
 
 @signing_keys.get("", response={200: SigningKeyList, **ERRORS})
-def list_signing_keys(request: HttpRequest, params: Query[PageParams]) -> dict:
+def list_signing_keys(request: HttpRequest, params: Query[ListParams]) -> dict:
+    """Oldest first unless order=desc. Search keys: name, keyid, prn, created_at, inserted_at,
+    updated_at."""
     organization = api_context(request).organization
-    queryset = SigningKey.objects.select_related("organization").filter(organization=organization)
-    _limit(params.limit)
+    queryset = selectors.signing_key_list(organization, search=params.search)
     return list_body("signing_keys", queryset, params, SigningKeyOut.from_model)
 
 
 @signing_keys.get("/{prn}", response={200: SigningKeyEnvelope, **ERRORS})
 def get_signing_key(request: HttpRequest, prn: str) -> dict:
     return {"signing_key": SigningKeyOut.from_model(_key(request, prn))}
+
+
+@signing_keys.patch("/{prn}", response={200: SigningKeyEnvelope, **ERRORS})
+def update_signing_key(request: HttpRequest, prn: str, payload: SigningKeyUpdateIn) -> dict:
+    """Rename a key. `value` may repeat the key's own public key; a key never changes."""
+    context = writer(request, "renaming signing keys")
+    key = signatures.signing_key_rename(
+        key=_key(request, prn), actor=context.actor, **fields_set(payload, prn)
+    )
+    return {"signing_key": SigningKeyOut.from_model(key)}
 
 
 @signing_keys.delete("/{prn}", response={204: None, **ERRORS})
@@ -137,15 +138,13 @@ def create_binary_signature(request: HttpRequest, payload: SignatureIn) -> Statu
 
 @binary_signatures.get("", response={200: BinarySignatureList, **ERRORS})
 def list_binary_signatures(request: HttpRequest, params: Query[SignatureListParams]) -> dict:
+    """Oldest first unless order=desc. Search keys: binary_prn, signing_key_prn,
+    signature.signing_key.keyid (or keyid), prn, created_at, inserted_at, updated_at."""
     organization = api_context(request).organization
-    queryset = BinarySignature.objects.select_related(
-        "binary__organization", "signing_key__organization"
-    ).filter(binary__organization=organization)
+    binary = None
     if params.binary_prn:
-        queryset = queryset.filter(
-            binary=selectors.get_binary(organization, params.binary_prn, "binary_prn")
-        )
-    _limit(params.limit)
+        binary = selectors.get_binary(organization, params.binary_prn, "binary_prn")
+    queryset = selectors.binary_signature_list(organization, binary=binary, search=params.search)
     return list_body("binary_signatures", queryset, params, BinarySignatureOut.from_model)
 
 

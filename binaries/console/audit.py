@@ -1,7 +1,6 @@
 """The audit trail (admins): the timeline, destroyed binaries, and exports."""
 
 import json
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -10,10 +9,11 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from binaries import selectors, timeline
+from binaries import timeline
 from binaries.console.common import (
     PAGE_SIZE,
     admin,
+    binary_links,
     query_with,
 )
 from binaries.console.forms import (
@@ -22,7 +22,6 @@ from binaries.console.forms import (
 from peridio_console.accounts.models import Membership
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import add_domain_error
-from peridio_console.core.prn import MalformedPRN, parse_prn
 
 AUDIT_ACTIONS = (
     "binary.created",
@@ -39,6 +38,7 @@ AUDIT_ACTIONS = (
     "binary_signature.deleted",
     "download_url.issued",
     "signing_key.created",
+    "signing_key.renamed",
     "signing_key.revoked",
     "api_key.created",
     "api_key.revoked",
@@ -67,20 +67,6 @@ def _audit_filters(
     )
 
 
-def _binary_links(membership: Membership, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The binaries the entries name, by PRN, to link them and show what they were."""
-    ids = []
-    for entry in entries:
-        try:
-            prn = parse_prn(entry["object_prn"] or "")
-        except MalformedPRN:
-            continue
-        if prn.type == "binary" and prn.organization == membership.organization.uuid:
-            ids.append(prn.id)
-    found = selectors.binaries(membership.organization).prefetch_related(None).filter(uuid__in=ids)
-    return {binary.prn: binary for binary in found}
-
-
 def _timeline_page(
     request: HttpRequest, membership: Membership, template: str, action: str | None = None
 ) -> HttpResponse:
@@ -98,7 +84,7 @@ def _timeline_page(
             entries = [entry.model_dump() for entry in shown]
         except DomainError as exc:
             add_domain_error(form, exc, {"object": "object", "page": "page"})
-    binaries = _binary_links(membership, entries)
+    binaries = binary_links(membership, entries)
     for entry in entries:
         entry["binary"] = binaries.get(entry["object_prn"])
         entry["moment"] = datetime.fromisoformat(entry["at"])

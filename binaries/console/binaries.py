@@ -7,7 +7,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
@@ -15,6 +15,7 @@ from django_htmx.http import HttpResponseStopPolling
 from binaries import downloads, lifecycle, moves, services, signatures
 from binaries.console.common import (
     HtmxHttpRequest,
+    confirmed_reason,
     get_binary_for_user,
     get_version_for_user,
     writer,
@@ -31,7 +32,7 @@ from binaries.validation import STANDARD_TARGETS
 from peridio_console.accounts.membership import console_actor, membership_or_404
 from peridio_console.accounts.models import Role, role_allows
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import act, add_domain_error, submit
+from peridio_console.core.forms import act, add_domain_error, confirmed, submit
 
 POLLING_STATES = (State.HASHABLE, State.HASHING)
 MiB = 1 << 20
@@ -40,8 +41,12 @@ DISCARDABLE_STATES = (State.UPLOADABLE, State.HASHABLE)
 
 
 def mib(size: int | None) -> str:
-    """Sizes in MiB, as the uploader writes them."""
-    return "" if size is None else f"{size / MiB:.1f} MiB"
+    """Sizes in MiB, as the uploader writes them (KiB below one MiB, bytes below one KiB)."""
+    if size is None:
+        return ""
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / MiB:.1f} MiB" if size >= MiB else f"{size / 1024:.1f} KiB"
 
 
 def _render_create(request: HttpRequest, version: ArtifactVersion, form: BinaryForm):
@@ -128,6 +133,13 @@ def _download_chart(binary: Binary) -> dict[str, Any]:
     }
 
 
+def _state_note(binary: Binary, download_refusal: str) -> str:
+    """Why a signed binary's badge is qualified: the API's download refusal says it."""
+    if binary.state == State.DESTROYED:
+        return "Its content is gone; the record, parts and signatures are kept for the record."
+    return download_refusal
+
+
 def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[str, Any]:
     membership = membership_or_404(request)
     moves = lifecycle.allowed_client_moves(binary.state)
@@ -147,6 +159,9 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
         "signatures": list(binary.signatures.all()),
         "events": binary.events.order_by("at", "id"),
+        "can_write": can_write,
+        "state_note": _state_note(binary, refusal),
+        "can_remove_signatures": can_write and binary.state != State.DESTROYED,
         "can_reset": can_write and State.UPLOADABLE in moves,
         "can_destroy": can_write and State.DESTROYED in moves,
         "discard": binary.state in DISCARDABLE_STATES,
@@ -156,7 +171,6 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "can_download": binary.state == State.SIGNED and not refusal,
         "download_refusal": refusal,
         "chart": _download_chart(binary),
-        "reset_form": ReasonForm(),
         "destroy_form": DestroyForm(target=binary.target),
         "sign_form": SignatureForm(organization=binary.organization),
         "download": None,
@@ -199,6 +213,8 @@ def _back(binary: Binary) -> HttpResponse:
 def binary_reset(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     writer(request, "resetting binaries")
     binary = get_binary_for_user(request, binary_id)
+    if not confirmed(request, "resetting a binary (its content is deleted)"):
+        return _back(binary)
     form = ReasonForm(request.POST)
     reason = form.cleaned_data["reason"].strip() if form.is_valid() else ""
     act(
@@ -265,18 +281,20 @@ def binary_sign(request: HttpRequest, binary_id: UUID) -> HttpResponse:
     return _binary_page(request, binary, sign_form=form)
 
 
+def _issue_download_url(request: HttpRequest, binary: Binary) -> downloads.DownloadUrl:
+    """Any member may, as in the API; downloads.issue_url audits each one."""
+    return downloads.issue_url(
+        binary=binary, actor=console_actor(request), base_url=request.build_absolute_uri("/")
+    )
+
+
 @require_POST
 @login_required
 def binary_download_url(request: HtmxHttpRequest, binary_id: UUID) -> HttpResponse:
     """A time-limited download URL (any member, as in the API); each one is audited."""
-    membership_or_404(request)
     binary = get_binary_for_user(request, binary_id)
     try:
-        issued = downloads.issue_url(
-            binary=binary,
-            actor=console_actor(request),
-            base_url=request.build_absolute_uri("/"),
-        )
+        issued = _issue_download_url(request, binary)
     except DomainError as exc:
         if request.htmx:
             context = {"binary": binary, "can_download": False, "download_error": exc.message}
@@ -288,5 +306,42 @@ def binary_download_url(request: HtmxHttpRequest, binary_id: UUID) -> HttpRespon
         response = render(request, "console/binary_detail.html#download", context)
     else:
         response = _binary_page(request, binary, download=issued)
+    response["Cache-Control"] = "no-store"  # the URL is a bearer credential
+    return response
+
+
+@require_POST
+@login_required
+def signature_remove(request: HttpRequest, binary_id: UUID, signature_id: UUID) -> HttpResponse:
+    """Remove one signature, with the reason the audit trail keeps."""
+    writer(request, "removing signatures")
+    binary = get_binary_for_user(request, binary_id)
+    signature = get_object_or_404(
+        binary.signatures.select_related("signing_key"), uuid=signature_id
+    )
+    reason = confirmed_reason(request, "removing a signature", "the signature is removed")
+    if reason is None:
+        return _back(binary)
+    act(
+        request,
+        lambda: signatures.signature_delete(
+            signature=signature, actor=console_actor(request), reason=reason
+        ),
+        f"The signature by {signature.signing_key.name} was removed.",
+    )
+    return _back(binary)
+
+
+@require_POST
+@login_required
+def binary_download(request: HttpRequest, binary_id: UUID) -> HttpResponse:
+    """The Download button: a fresh download URL (issued and counted as the API's), followed."""
+    binary = get_binary_for_user(request, binary_id)
+    try:
+        issued = _issue_download_url(request, binary)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return _back(binary)
+    response = redirect(issued.url)
     response["Cache-Control"] = "no-store"  # the URL is a bearer credential
     return response

@@ -1,19 +1,24 @@
 """What every console page shares: the role checks, the organization-scoped lookups that
 404 across organizations, and cursor paging."""
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from django.contrib import messages
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django_htmx.middleware import HtmxDetails
 
 from binaries import selectors
 from binaries.models import Artifact, ArtifactVersion, Binary, SigningKey
+from binaries.services import clean_reason
 from peridio_console.accounts.membership import membership_or_404, require_member_role
 from peridio_console.accounts.models import Membership, Role
 from peridio_console.core.errors import DomainError
+from peridio_console.core.forms import confirmed
 from peridio_console.core.pagination import keyset_page
+from peridio_console.core.prn import MalformedPRN, parse_prn
 
 PAGE_SIZE = 25
 
@@ -79,3 +84,33 @@ def query_with(request: HttpRequest, **changes: str | None) -> str:
         else:
             query[key] = value
     return query.urlencode()
+
+
+def confirmed_reason(request: HttpRequest, doing: str, why: str) -> str | None:
+    """The reason of a confirmed destructive action that the audit trail keeps; None (with
+    the refusal flashed, nothing changed) when unconfirmed, or the reason is missing or long."""
+    if not confirmed(request, doing):
+        return None
+    try:
+        reason = clean_reason(request.POST.get("reason"))
+    except DomainError as exc:
+        messages.error(request, f"Nothing was changed: {exc.message}")
+        return None
+    if not reason:
+        messages.error(request, f"Nothing was changed: say why {why} (the reason).")
+        return None
+    return reason
+
+
+def binary_links(membership: Membership, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The binaries the entries name, by PRN, to link them and show what they were."""
+    ids = []
+    for entry in entries:
+        try:
+            prn = parse_prn(entry["object_prn"] or "")
+        except MalformedPRN:
+            continue
+        if prn.type == "binary" and prn.organization == membership.organization.uuid:
+            ids.append(prn.id)
+    found = selectors.binaries(membership.organization).prefetch_related(None).filter(uuid__in=ids)
+    return {binary.prn: binary for binary in found}

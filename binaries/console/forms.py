@@ -59,6 +59,13 @@ class ArtifactVersionForm(forms.Form):
     custom_metadata = JSONObjectField(required=False, label="Custom metadata (JSON object)")
 
 
+class ArtifactVersionEditForm(forms.Form):
+    """What a version's PATCH changes: its number is its identity, kept."""
+
+    description = _description()
+    custom_metadata = JSONObjectField(required=False, label="Custom metadata (JSON object)")
+
+
 class BinaryForm(forms.Form):
     target = forms.CharField(
         max_length=128,
@@ -118,9 +125,22 @@ class DestroyForm(forms.Form):
         return reason
 
 
+class KeySelect(forms.Select):
+    """Options carry their key's algorithm and public key, which the in-browser signer
+    (static/js/signer.js) checks a private key against before it signs."""
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        key = getattr(value, "instance", None)
+        if isinstance(key, SigningKey):
+            option["attrs"]["data-algorithm"] = key.algorithm
+            option["attrs"]["data-public-key"] = key.public_key_pem
+        return option
+
+
 class SignatureForm(forms.Form):
     signing_key = forms.ModelChoiceField(
-        queryset=SigningKey.objects.none(), to_field_name="uuid", empty_label=None
+        queryset=SigningKey.objects.none(), to_field_name="uuid", empty_label=None, widget=KeySelect
     )
     signature = forms.CharField(
         required=False,
@@ -186,6 +206,18 @@ class UtcDateTimeField(forms.DateTimeField):
             raise forms.ValidationError(f"This date-time {exc}.", code="invalid") from None
 
 
+# Typed as ISO text: a browser's date-time picker shows the user's locale (mm/dd/yyyy).
+ISO_DATE_TIME = forms.DateTimeInput(
+    attrs={
+        "placeholder": "YYYY-MM-DD or YYYY-MM-DD HH:MM",
+        "inputmode": "numeric",
+        "spellcheck": "false",
+        "autocomplete": "off",
+    },
+    format="%Y-%m-%d %H:%M",
+)
+
+
 class AuditFilterForm(forms.Form):
     action = forms.CharField(
         max_length=64,
@@ -197,12 +229,13 @@ class AuditFilterForm(forms.Form):
     actor = forms.CharField(max_length=160, required=False, help_text="Part of a name.")
     since = UtcDateTimeField(
         required=False,
+        help_text="ISO date, e.g. 2026-11-29 or 2026-11-29 14:30.",
         label="Since (UTC)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        widget=ISO_DATE_TIME,
     )
     until = UtcDateTimeField(
         required=False,
         label="Until (UTC, exclusive)",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        widget=ISO_DATE_TIME,
     )
     page = forms.CharField(required=False, widget=forms.HiddenInput)

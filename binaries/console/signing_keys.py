@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from binaries import signatures
 from binaries.console.common import (
     admin,
+    confirmed_reason,
     get_signing_key_for_user,
     writer,
 )
@@ -60,6 +61,9 @@ def signing_key_create(request: HttpRequest) -> HttpResponse:
 def signing_key_revoke(request: HttpRequest, key_id: UUID) -> HttpResponse:
     admin(request, "revoking signing keys")
     key = get_signing_key_for_user(request, key_id)
-    signatures.signing_key_revoke(key=key, actor=console_actor(request))
+    reason = confirmed_reason(request, "revoking a signing key", "the key is revoked")
+    if reason is None:
+        return redirect("console:signing_key_list")
+    signatures.signing_key_revoke(key=key, actor=console_actor(request), reason=reason)
     messages.success(request, f"Signing key {key.name} revoked; its signatures no longer count.")
     return redirect("console:signing_key_list")

@@ -8,15 +8,16 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from peridio_cli import ui
-from peridio_cli.api import Api, Retry, backoff, error_from, one_line, redact
+from peridio_cli.api import UPLOAD_RETRIES, Api, Retry, backoff, error_from, one_line, redact
 from peridio_cli.errors import Failed, Refused, Unavailable
 from peridio_cli.transfer.hashing import Scan, bare_hash, hash_range
 from peridio_cli.transfer.limits import CHUNK, DEFAULT_RETRIES, part_count
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def b64_digest(hex_digest: str) -> str:
@@ -92,6 +93,7 @@ def declare_part(
         f"/binaries/{prn}/parts/{index}",
         json=body,
         what=f"declaring part {index} of {prn}",
+        retries=UPLOAD_RETRIES,
     )
     return answer["binary_part"]
 
@@ -195,7 +197,8 @@ class Uploader:
         started = time.monotonic()
         fd = os.open(self.path, os.O_RDONLY)
         try:
-            with ui.Progress("uploading", total) as bar:
+            whole = sum(p.size for p in plans)
+            with ui.Progress("uploading", whole, already=whole - total) as bar:
                 self.bar = bar
                 threads = [
                     threading.Thread(
@@ -315,6 +318,8 @@ class Uploader:
             yield chunk
 
     def _put(self, url: str, plan: PartPlan, fd: int) -> None:
+        import httpx
+
         assert plan.hash is not None
         headers = {
             "Content-Length": str(plan.size),
@@ -355,7 +360,7 @@ class Uploader:
         raise error
 
 
-def _part_state(response: httpx.Response) -> str | None:
+def _part_state(response: "httpx.Response") -> str | None:
     if "json" not in response.headers.get("content-type", ""):
         return None
     try:
@@ -366,7 +371,7 @@ def _part_state(response: httpx.Response) -> str | None:
     return part.get("state") if isinstance(part, dict) else None
 
 
-def _describe(response: httpx.Response) -> str:
+def _describe(response: "httpx.Response") -> str:
     try:
         body = response.json()
         error = body.get("error") or {}

@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from peridio_cli import ui
-from peridio_cli.api import Api, one_line
+from peridio_cli.api import UPLOAD_RETRIES, Api, one_line
 from peridio_cli.errors import ApiError, Failed, Refused
 
 DEFAULT_WAIT_SECONDS = 3600
@@ -19,7 +19,7 @@ def mark_hashable(api: Api, prn: str, declare: dict[str, Any] | None = None) -> 
             f"/binaries/{prn}",
             json={**(declare or {}), "state": "hashable"},
             what=f"completing the upload of {prn} (state hashable)",
-            retries=2,
+            retries=UPLOAD_RETRIES,
         )
         return answer["binary"]
     except ApiError as exc:

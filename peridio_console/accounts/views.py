@@ -18,7 +18,7 @@ from peridio_console.accounts.membership import (
 )
 from peridio_console.accounts.models import ApiKey, Invitation, Membership, Role
 from peridio_console.core.errors import DomainError
-from peridio_console.core.forms import act, add_domain_error, submit
+from peridio_console.core.forms import act, add_domain_error, confirmed, submit
 
 
 @require_POST
@@ -35,13 +35,22 @@ def switch_organization(request: HttpRequest) -> HttpResponse:
 # --- API keys: every member manages their own; admins manage all of the organization's ---
 
 
-def _render_api_keys(
-    request: HttpRequest, form: ApiKeyForm, *, new_secret: str = "", new_key: ApiKey | None = None
-) -> HttpResponse:
+# The secret of a key just created, kept in the session between the POST and the GET that
+# shows it (then removed): a reload shows the list, and never creates a second key.
+SESSION_NEW_API_KEY = "new_api_key"
+
+
+def _render_api_keys(request: HttpRequest, form: ApiKeyForm) -> HttpResponse:
     membership = membership_or_404(request)
     keys = ApiKey.objects.filter(organization=membership.organization).select_related("user")
     if membership.role != Role.ADMIN:
         keys = keys.filter(user_id=membership.user_id)
+    new_secret, new_key = "", None
+    if request.method == "GET":
+        shown = request.session.pop(SESSION_NEW_API_KEY, None)
+        if shown:
+            new_key = keys.filter(pk=shown["pk"]).first()
+            new_secret = shown["secret"] if new_key is not None else ""
     context = {
         "keys": keys.order_by("revoked_at", "-created_at", "-id"),
         "form": form,
@@ -73,7 +82,8 @@ def api_key_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def api_key_create(request: HttpRequest) -> HttpResponse:
-    """A key for yourself, with your role; its secret is shown on this response only."""
+    """A key for yourself, with your role; its secret is shown once, on the page this
+    redirects to."""
     membership = membership_or_404(request)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
@@ -88,13 +98,16 @@ def api_key_create(request: HttpRequest) -> HttpResponse:
     except DomainError as exc:
         add_domain_error(form, exc)
         return _render_api_keys(request, form)
-    return _render_api_keys(request, ApiKeyForm(), new_secret=secret, new_key=key)
+    request.session[SESSION_NEW_API_KEY] = {"pk": key.pk, "secret": secret}
+    return redirect("console:api_key_list")
 
 
 @require_POST
 @login_required
 def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _get_api_key_for_user(request, key_id)
+    if not confirmed(request, "revoking an API key"):
+        return redirect("console:api_key_list")
     services.api_key_revoke(key=key, actor=console_actor(request))
     messages.success(request, f"API key {key.prefix}… revoked.")
     return redirect("console:api_key_list")
@@ -186,6 +199,8 @@ def invitation_cancel(request: HttpRequest) -> HttpResponse:
     membership = membership_or_404(request)
     require_member_role(membership, Role.ADMIN, "managing members")
     invitation = _get_invitation(request, _pending_invitations(membership))
+    if not confirmed(request, "cancelling an invitation"):
+        return redirect("console:member_list")
     act(
         request,
         lambda: services.invitation_cancel(invitation=invitation, actor=console_actor(request)),
@@ -219,6 +234,8 @@ def member_change_role(request: HttpRequest, membership_id: int) -> HttpResponse
 def member_remove(request: HttpRequest, membership_id: int) -> HttpResponse:
     require_member_role(membership_or_404(request), Role.ADMIN, "managing members")
     member = _get_member_for_user(request, membership_id)
+    if not confirmed(request, "removing a member"):
+        return redirect("console:member_list")
     removed = act(
         request,
         lambda: services.membership_remove(membership=member, actor=console_actor(request)),

@@ -52,3 +52,19 @@ def act(request: HttpRequest, service: Callable[[], object], success: str) -> bo
         return False
     messages.success(request, success)
     return True
+
+
+CONFIRM_FIELD = "confirm"
+
+
+def confirmed(request: HttpRequest, doing: str) -> bool:
+    """Whether a destructive button came from its confirmation in the page (templates/console/
+    _confirm.html); if not, flash that nothing changed and say how to confirm."""
+    if request.POST.get(CONFIRM_FIELD) == "yes":
+        return True
+    messages.error(
+        request,
+        f"Nothing was changed: {doing} needs its confirmation (confirm=yes, sent by the "
+        "confirm button that opens under the action).",
+    )
+    return False
