@@ -5,6 +5,7 @@ import base64
 import gc
 import hashlib
 import json
+import re
 import subprocess
 import time
 import warnings
@@ -651,3 +652,21 @@ def test_it_puts_no_secret_in_the_url(client, engineer_api, filesystem, version,
     assert payload["h"] == binary.verified_hash
     assert engineer_api.secret not in token
     assert engineer_api.secret.encode() not in base64.urlsafe_b64decode(token.split(":")[0] + "==")
+
+
+def test_the_binary_page_charts_what_is_counted_with_axes_dates_and_a_caption(
+    client, engineer, engineer_api, filesystem, version, actor
+):
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(1000))
+    fetch(client, issue(engineer_api, binary))
+    today = timezone.now().date()
+
+    html = engineer.get(f"/binaries/{binary.uuid}/").content.decode()
+
+    assert "<h2>Completed downloads, last 30 days</h2>" in html
+    assert html.count('class="axis"') == 2
+    assert f">{(today - timedelta(days=29)).isoformat()[5:]}</text>" in html
+    assert f">{today.isoformat()[5:]}</text>" in html
+    assert "Completed downloads per day (UTC)" in html
+    caption = re.search(r"<figcaption[^>]*>(.*?)</figcaption>", html, re.S).group(1)
+    assert "1 in all, 1000\xa0bytes served by this server" in caption, caption
