@@ -2,20 +2,7 @@
 
 from django.db import migrations
 
-from peridio_console.core.append_only import events_trigger_sql
-
-FORWARD, REVERSE = events_trigger_sql("binaries_binaryevent")
-
-
-def refuse_changes(apps, schema_editor):
-    """PostgreSQL: a trigger refuses UPDATE and DELETE of events (SQLite: the model does)."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FORWARD, params=None)
-
-
-def allow_changes(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(REVERSE, params=None)
+from peridio_console.core.append_only import refuse_changes
 
 
 class Migration(migrations.Migration):
@@ -24,4 +11,5 @@ class Migration(migrations.Migration):
         ('binaries', '0010_binaryevent_action_required'),
     ]
 
-    operations = [migrations.RunPython(refuse_changes, allow_changes)]
+    # PostgreSQL refuses UPDATE and DELETE of events (elsewhere the model does).
+    operations = [refuse_changes("binaries_binaryevent")]

@@ -8,7 +8,7 @@ the event keeps its actor label and loses the link (on_delete=SET_NULL).
 
 from typing import Any
 
-from django.db import models
+from django.db import migrations, models
 
 # The actor links that on_delete=SET_NULL may clear; nothing else ever changes.
 CLEARABLE = frozenset({"actor_user", "actor_user_id", "actor_api_key", "actor_api_key_id"})
@@ -76,3 +76,18 @@ CREATE TRIGGER {function} BEFORE UPDATE OR DELETE ON {table}
 """
     reverse = f"DROP TRIGGER IF EXISTS {function} ON {table}; DROP FUNCTION IF EXISTS {function}();"
     return forward, reverse
+
+
+def refuse_changes(table: str) -> migrations.RunPython:
+    """The migration operation adding (on PostgreSQL) the trigger of events_trigger_sql."""
+    forward, reverse = events_trigger_sql(table)
+
+    def add(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(forward, params=None)
+
+    def drop(apps: Any, schema_editor: Any) -> None:
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(reverse, params=None)
+
+    return migrations.RunPython(add, drop)
