@@ -169,6 +169,26 @@ def seed(events: int) -> dict:
     }
 
 
+def existing() -> dict:
+    """What seed() returned, from a database kept by an earlier run (--reuse)."""
+    from django.contrib.auth import get_user_model
+
+    from binaries.models import Binary
+    from peridio_console.accounts.models import Organization
+    from peridio_console.accounts.services import api_key_create
+
+    org = Organization.objects.get(slug="bench")
+    users = get_user_model().objects.filter(username__startswith="member")
+    first = users.get(username="member0")
+    _, secret = api_key_create(organization=org, user=first)
+    return {
+        "secret": secret,
+        "username": first.username,
+        "actor": users.get(username="member3").username,
+        "binary": Binary.objects.filter(organization=org).order_by("id")[BINARIES // 2],
+    }
+
+
 def percentile(times: list[float], p: int) -> float:
     return statistics.quantiles(times, n=100, method="inclusive")[p - 1]
 
@@ -246,12 +266,14 @@ def main() -> None:
     parser.add_argument("--deep", type=int, default=200, help="pages into the filtered walk")
     parser.add_argument("--no-export", action="store_true", help="skip the export runs")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", action="store_true", help="measure a kept database again")
     args = parser.parse_args()
 
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("bench/audit.py seeds PostgreSQL: set DATABASE_URL=postgres://...")
-    _recreate(url)
+    if not args.reuse:
+        _recreate(url)
     os.environ["DATABASE_URL"] = _url(url, BENCH_DB)
     os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-var-"))
     os.environ.setdefault("DEBUG", "true")
@@ -268,11 +290,15 @@ def main() -> None:
     try:
         call_command("migrate", verbosity=0)
         began = time.perf_counter()
-        world = seed(args.events)
-        print(f"postgresql: seeded {args.events:,} events in {time.perf_counter() - began:.0f} s")
+        world = existing() if args.reuse else seed(args.events)
+        if not args.reuse:
+            seconds = time.perf_counter() - began
+            print(f"postgresql: seeded {args.events:,} events in {seconds:.0f} s")
         api = Client(HTTP_AUTHORIZATION=f"Bearer {world['secret']}")
         console = Client()
-        assert console.login(username=world["username"], password=PASSWORD)
+        from django.contrib.auth import get_user_model
+
+        console.force_login(get_user_model().objects.get(username=world["username"]))
         binary = world["binary"]
         filtered = {"action": "download_url.issued", "actor": world["actor"]}
         api_deep = api_deep_page(api, {**filtered, "limit": 50}, args.deep)

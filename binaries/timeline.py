@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet
 
-from binaries.models import BinaryEvent
+from binaries.models import Binary, BinaryEvent
 from binaries.serializers import AuditEventOut, iso
 from peridio_console.accounts.models import AuditAction, AuditEvent, EventSource, Organization
 from peridio_console.core.errors import InvalidInput
@@ -59,9 +59,13 @@ def _binary_events(organization: Organization, filters: Filters) -> QuerySet[Bin
             prn = parse_prn(filters.object_prn)
         except MalformedPRN as exc:
             raise InvalidInput(f"object: {exc}", field="object") from None
-        events = (
-            events.filter(binary__uuid=prn.id) if prn.type == "binary" and prn.id else events.none()
-        )
+        # The binary's id first: filtering on it reads the (binary, at, id) index, where a
+        # join on its uuid walks the organization's whole trail.
+        binary = None
+        if prn.type == "binary" and prn.id:
+            found = Binary.objects.filter(organization=organization, uuid=prn.id)
+            binary = found.values_list("pk", flat=True).first()
+        events = events.filter(binary_id=binary) if binary is not None else events.none()
     if filters.action:
         events = events.filter(action=filters.action)
     return _common(events, organization, filters)
