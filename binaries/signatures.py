@@ -10,7 +10,7 @@ from binaries.models import Binary, BinarySignature, SigningKey, State
 from binaries.validation import clean_name
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import Organization
+from peridio_console.accounts.models import AuditAction, Organization
 from peridio_console.core.errors import (
     Conflict,
     InvalidInput,
@@ -81,9 +81,9 @@ def signing_key_rename(
         audit.record(
             organization=key.organization,
             actor=actor,
-            action="signing_key.renamed",
+            action=AuditAction.SIGNING_KEY_UPDATED,
             object_prn=key.prn,
-            details={"from": old_name, "to": new_name},
+            details={"changes": {"name": [old_name, new_name]}},
         )
     key.name, key.updated_at = new_name, now
     return key

@@ -301,8 +301,8 @@ def test_it_renames_a_signing_key(hosted, org, engineer_membership):
     assert renamed.status_code == 200, renamed.content
     assert renamed.json()["signing_key"]["name"] == "release-2026"
     assert hosted.get(f"/v1/signing_keys/{prn}").json()["signing_key"]["name"] == "release-2026"
-    event = AuditEvent.objects.get(action="signing_key.renamed")
-    assert event.details == {"from": "release", "to": "release-2026"}
+    event = AuditEvent.objects.get(action="signing_key.updated")
+    assert event.details == {"changes": {"name": ["release", "release-2026"]}}
     assert event.object_prn == prn
 
     other = ed25519.Ed25519PrivateKey.generate().public_key()

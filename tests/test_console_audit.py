@@ -183,3 +183,36 @@ def test_it_reads_any_offset_in_the_date_filters_as_utc(admin, destroyed, since,
             assert "out of range once converted to UTC" in html
     export = admin.get(reverse("console:audit_export_csv"), {"since": since})
     assert export.status_code == (200 if shown else 400)
+
+
+def test_it_shows_where_a_destroy_came_from(admin, version, engineer_membership):
+    binary = verified_binary("signable", version, target="x86_64-linux-gnu")
+    actor = Actor.for_user(engineer_membership.user).via("cli", "peridio-cli/0.9.0")
+    moves.request_state(
+        binary=binary, to="destroyed", actor=actor.with_ip("192.0.2.7"), reason="recalled"
+    )
+
+    html = admin.get(reverse("console:audit_destroyed")).content.decode()
+
+    assert "recalled" in html
+    assert "cli" in html and "192.0.2.7" in html and "peridio-cli/0.9.0" in html
+    assert "From where" in html
+
+
+def test_it_filters_by_source_and_refuses_an_unknown_action_or_source(admin, destroyed, org):
+    AuditEvent.objects.create(
+        organization=org, actor_label="bot", action="api_key.created", source="cli"
+    )
+    url = reverse("console:audit")
+
+    from_cli = admin.get(url, {"source": "cli"}).content.decode()
+    assert len(ids_on_page(from_cli)) == 1 and "api_key.created" in from_cli
+    for bad in ({"action": "binary.guessed"}, {"source": "web"}):
+        response = admin.get(url, bad)
+        assert response.status_code == 200
+        assert ids_on_page(response.content.decode()) == []
+        assert b"Select a valid choice" in response.content
+        assert admin.get(reverse("console:audit_export_csv"), bad).status_code == 400
+    # The action list is the enum's, every action offered once.
+    options = re.findall(r'<option value="([a-z_.]+)"', admin.get(url).content.decode())
+    assert "binary.upload_cleaned" in options and "artifact.deleted" in options

@@ -72,7 +72,12 @@ def test_matching_content_becomes_signable_with_its_verified_hash(client, backen
     ]
     signable = BinaryEvent.objects.get(binary=binary, to_state=State.SIGNABLE)
     assert signable.actor_label == "system: verifier"
-    assert signable.details == {"sha256": sha256(data), "size": len(data)}
+    assert signable.details == {
+        "sha256": sha256(data),
+        "size": len(data),
+        "changes": {"state": ["hashing", "signable"]},
+    }
+    assert (signable.action, signable.source) == ("binary.signable", "task")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -101,7 +106,10 @@ def test_a_hash_mismatch_resets_to_uploadable_and_deletes_everything(
     failed = BinaryEvent.objects.filter(binary=binary).last()
     assert failed.actor_label == "system: verifier"
     assert failed.reason == expected
-    assert failed.details == {"error": expected}
+    assert failed.details == {
+        "error": expected,
+        "changes": {"state": ["hashing", "uploadable"]},
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -225,7 +233,9 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
         if not replaced:
             replaced.append(True)
             moves.request_state(binary=fresh(target), to="uploadable", actor=actor)
-            services.binary_update(binary=fresh(target), hash=sha256(second), size=len(second))
+            services.binary_update(
+                binary=fresh(target), actor=actor, hash=sha256(second), size=len(second)
+            )
             upload_all(client, fresh(target), second)
             moves.mark_hashable(binary=fresh(target), actor=actor)
             assert hashing.verify(target.pk) == "signable"  # the new run

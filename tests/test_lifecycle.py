@@ -146,8 +146,13 @@ def test_it_records_details_and_sets_fields_in_the_same_move(actor):
     assert binary.last_error == "expected a..., found b..."
     event = binary.events.order_by("-id").first()
     assert event is not None
-    assert event.details == {"expected": "a" * 64, "found": "b" * 64}
+    assert event.details == {
+        "expected": "a" * 64,
+        "found": "b" * 64,
+        "changes": {"state": [State.HASHING, State.UPLOADABLE]},
+    }
     assert (event.from_state, event.to_state) == (State.HASHING, State.UPLOADABLE)
+    assert event.action == "binary.uploadable"
 
 
 @pytest.mark.django_db

@@ -87,7 +87,11 @@ def test_it_signs_a_binary_with_each_algorithm(
     assert shown["signatures"] == [signature]
     move = BinaryEvent.objects.get(binary=binary, to_state=State.SIGNED)
     assert move.from_state == State.SIGNABLE
-    assert move.details == {"signature_prn": signature["prn"], "signing_key_prn": key["prn"]}
+    assert move.details == {
+        "signature_prn": signature["prn"],
+        "signing_key_prn": key["prn"],
+        "changes": {"state": ["signable", "signed"]},
+    }
     assert scheme in move.reason
 
 

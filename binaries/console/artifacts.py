@@ -26,8 +26,12 @@ from binaries.console.forms import (
     ArtifactVersionForm,
     BinaryFilterForm,
 )
-from binaries.models import Artifact, ArtifactVersion, Binary, BinaryEvent
-from peridio_console.accounts.membership import current_membership, membership_or_404
+from binaries.models import Artifact, ArtifactVersion, Binary
+from peridio_console.accounts.membership import (
+    console_actor,
+    current_membership,
+    membership_or_404,
+)
 from peridio_console.accounts.models import Membership, Role, role_allows
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import act, add_domain_error, confirmed, submit
@@ -65,13 +69,8 @@ def _activity(membership: Membership) -> list[dict]:
         entries, _ = timeline.page(membership.organization, timeline.Filters(), limit=RECENT)
         rows = [entry.model_dump() for entry in entries]
     else:
-        events = BinaryEvent.objects.filter(binary__organization=membership.organization)
-        rows = [
-            timeline.entry(timeline.BINARY_EVENT, event).model_dump()
-            for event in events.select_related("binary__organization").order_by("-at", "-id")[
-                :RECENT
-            ]
-        ]
+        latest = timeline.latest_binary_events(membership.organization, RECENT)
+        rows = [entry.model_dump() for entry in latest]
     linked = binary_links(membership, rows)
     for row in rows:
         row["binary"] = linked.get(row["object_prn"])
@@ -105,7 +104,9 @@ def artifact_create(request: HttpRequest) -> HttpResponse:
     artifact = submit(
         request,
         form,
-        lambda data: services.artifact_create(organization=membership.organization, **data),
+        lambda data: services.artifact_create(
+            organization=membership.organization, actor=console_actor(request), **data
+        ),
         lambda artifact: f"Artifact {artifact.name} created.",
     )
     if artifact is not None:
@@ -169,7 +170,9 @@ def artifact_edit(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
         request,
         artifact,
         ArtifactForm,
-        lambda data: services.artifact_update(artifact=artifact, **data),
+        lambda data: services.artifact_update(
+            artifact=artifact, actor=console_actor(request), **data
+        ),
         redirect("console:artifact_detail", artifact.uuid),
     )
 
@@ -181,7 +184,7 @@ def artifact_delete(request: HttpRequest, artifact_id: UUID) -> HttpResponse:
     artifact = get_artifact_for_user(request, artifact_id)
     if confirmed(request, "deleting an artifact") and act(
         request,
-        lambda: services.artifact_delete(artifact=artifact),
+        lambda: services.artifact_delete(artifact=artifact, actor=console_actor(request)),
         f"Artifact {artifact.name} deleted.",
     ):
         return redirect("console:artifact_list")
@@ -204,7 +207,9 @@ def artifact_version_create(request: HttpRequest, artifact_id: UUID) -> HttpResp
     version = submit(
         request,
         form,
-        lambda data: services.artifact_version_create(artifact=artifact, **data),
+        lambda data: services.artifact_version_create(
+            artifact=artifact, actor=console_actor(request), **data
+        ),
         lambda version: f"Version {version.version} created.",
     )
     if version is not None:
@@ -221,7 +226,9 @@ def version_edit(request: HttpRequest, version_id: UUID) -> HttpResponse:
         request,
         version,
         ArtifactVersionEditForm,
-        lambda data: services.artifact_version_update(artifact_version=version, **data),
+        lambda data: services.artifact_version_update(
+            artifact_version=version, actor=console_actor(request), **data
+        ),
         redirect("console:version_detail", version.uuid),
     )
 
@@ -233,7 +240,9 @@ def version_delete(request: HttpRequest, version_id: UUID) -> HttpResponse:
     version = get_version_for_user(request, version_id)
     if confirmed(request, "deleting a version") and act(
         request,
-        lambda: services.artifact_version_delete(artifact_version=version),
+        lambda: services.artifact_version_delete(
+            artifact_version=version, actor=console_actor(request)
+        ),
         f"Version {version.version} deleted.",
     ):
         return redirect("console:artifact_detail", version.artifact.uuid)

@@ -2,6 +2,7 @@
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
@@ -102,30 +103,42 @@ def _progress(binary: Binary) -> dict[str, Any]:
     }
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 600, 120, 16
+# The plot area inside the SVG, with room on the left for the count axis and below for dates.
+CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM, CHART_TOP = 640, 170, 40, 30, 12
 
 
 def _download_chart(binary: Binary) -> dict[str, Any]:
-    """Download URLs issued per day over 30 days, as bar geometry for an inline SVG."""
-    counts = downloads.daily_counts(binary.organization, binary=binary, days=30)
+    """Downloads per day over 30 days (what downloads.counted() counts), as an inline SVG's
+    geometry: bars, a count axis (0 and the highest day), and a date every week."""
+    what, counts = downloads.daily_counts(binary.organization, binary=binary, days=30)
     highest = max(day["count"] for day in counts)
-    slot = CHART_WIDTH / len(counts)
+    plot_width, base = CHART_WIDTH - CHART_LEFT, CHART_HEIGHT - CHART_BOTTOM
+    slot = plot_width / len(counts)
     bars = []
     for i, day in enumerate(counts):
-        height = round(day["count"] / (highest or 1) * (CHART_HEIGHT - CHART_TOP), 1)
+        height = round(day["count"] / (highest or 1) * (base - CHART_TOP), 1)
         bars.append(
             {
                 **day,
-                "x": round(i * slot + 1, 1),
+                "x": round(CHART_LEFT + i * slot + 1, 1),
                 "width": round(slot - 2, 1),
-                "y": round(CHART_HEIGHT - height, 1),
+                "y": round(base - height, 1),
                 "height": height,
+                "label_x": round(CHART_LEFT + (i + 0.5) * slot, 1),
+                "tick": i % 7 == 0 or i == len(counts) - 1,
             }
         )
+    served = sum(day["bytes"] or 0 for day in counts)
     return {
         "bars": bars,
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
+        "left": CHART_LEFT,
+        "base": base,
+        "top": CHART_TOP,
+        "label": downloads.LABELS[what],
+        "completed": what == downloads.COMPLETED,
+        "bytes": served,
         "total": sum(day["count"] for day in counts),
         "highest": highest,
         "first": counts[0]["date"],
@@ -138,6 +151,19 @@ def _state_note(binary: Binary, download_refusal: str) -> str:
     if binary.state == State.DESTROYED:
         return "Its content is gone; the record, parts and signatures are kept for the record."
     return download_refusal
+
+
+TIMELINE_SHOWN = 50
+
+
+def _timeline(binary: Binary) -> dict[str, Any]:
+    """The binary's latest events, oldest first; older ones are in the audit trail (linked)."""
+    latest = list(binary.events.select_related(None).order_by("-at", "-id")[: TIMELINE_SHOWN + 1])
+    return {
+        "events": latest[:TIMELINE_SHOWN][::-1],
+        "older_events": len(latest) > TIMELINE_SHOWN,
+        "trail_query": urlencode({"object": binary.prn}),
+    }
 
 
 def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[str, Any]:
@@ -158,7 +184,7 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "metadata": json.dumps(binary.custom_metadata, indent=2, sort_keys=True),
         "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
         "signatures": list(binary.signatures.all()),
-        "events": binary.events.order_by("at", "id"),
+        **_timeline(binary),
         "can_write": can_write,
         "state_note": _state_note(binary, refusal),
         "can_remove_signatures": can_write and binary.state != State.DESTROYED,

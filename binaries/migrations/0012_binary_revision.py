@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("binaries", "0007_binary_part_totals"),
+        ("binaries", "0011_binaryevent_append_only"),
     ]
 
     operations = [
