@@ -51,8 +51,9 @@ def signing_key_create(
     return key
 
 
-def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
-    """Revoke a key: kept for history, no new signatures, its signatures stop counting."""
+def signing_key_revoke(*, key: SigningKey, actor: Actor, reason: str = "") -> SigningKey:
+    """Revoke a key: kept for history, no new signatures, its signatures stop counting.
+    A reason (the admin asks staff for one) is kept in the event."""
     now = timezone.now()
     with transaction.atomic():
         if not SigningKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(
@@ -68,7 +69,12 @@ def signing_key_revoke(*, key: SigningKey, actor: Actor) -> SigningKey:
             actor=actor,
             action="signing_key.revoked",
             object_prn=key.prn,
-            details={"name": key.name, "keyid": key.keyid, "signatures_revoked": count},
+            details={
+                "name": key.name,
+                "keyid": key.keyid,
+                "signatures_revoked": count,
+                **({"reason": reason} if reason else {}),
+            },
         )
     key.refresh_from_db()
     return key

@@ -101,17 +101,17 @@ def test_it_shows_each_change_page_to_staff(staff_client, objects, label):
     assert str(obj).encode() in response.content
 
 
-def test_it_shows_a_binary_s_prn_and_history(staff_client, objects):
+def test_it_shows_a_binary_s_prn_and_timeline(staff_client, objects):
     binary = objects["binaries.binary"]
 
     response = staff_client.get(_url("binaries.binary", "change", binary.pk))
 
     content = response.content.decode()
     assert binary.prn in content
-    events = list(binary.events.all())
-    assert len(events) == 4
-    for event in events:
-        assert str(event) in content
+    assert content.count("system: test setup") == 4  # the four moves
+    for action in ("binary.hashable", "binary.hashing", "binary.signable", "binary.signed"):
+        assert f"<td>{action}</td>" in content
+    assert "signable → signed" in content
 
 
 @pytest.mark.parametrize("path", ["admin:index", "admin:binaries_binary_changelist"])
@@ -135,32 +135,52 @@ def test_it_sends_anonymous_visitors_to_the_admin_login(client, db, label):
     assert response["Location"].startswith(reverse("admin:login"))
 
 
-# --- Binary actions: through the lifecycle, recorded with the staff user ------------------
+# --- Staff actions: a confirmation page asking why, then the service, audited ------------
 
 
-def _act(client, action: str, *binaries: Binary):
-    return client.post(
-        _url("binaries.binary", "changelist"),
-        {"action": action, "_selected_action": [b.pk for b in binaries], "index": "0"},
-        follow=True,
-    )
+def _act(client, label: str, action: str, *objs, reason: str | None = None):
+    """Choose `action` for `objs` on the changelist; with a reason, confirm it too."""
+    data = {"action": action, "_selected_action": [o.pk for o in objs]}
+    if reason is None:
+        data["index"] = "0"
+    else:
+        data.update(confirm="yes", reason=reason)
+    return client.post(_url(label, "changelist"), data, follow=True)
+
+
+def test_it_asks_for_a_reason_before_destroying(staff_client, org):
+    binary = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
+
+    page = _act(staff_client, "binaries.binary", "destroy", binary)
+    blank = _act(staff_client, "binaries.binary", "destroy", binary, reason="   ")
+
+    content = page.content.decode()
+    assert "Destroy binaries: are you sure?" in content
+    assert binary.prn in content
+    assert 'name="reason"' in content
+    assert "Say why: the reason is kept in the audit trail." in blank.content.decode()
+    binary.refresh_from_db()
+    assert binary.state == State.SIGNED
+    assert binary.events.count() == 4
 
 
 def test_it_destroys_a_binary_through_the_lifecycle(staff_client, staff_user, org):
     binary = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
 
-    response = _act(staff_client, "destroy", binary)
+    response = _act(
+        staff_client, "binaries.binary", "destroy", binary, reason="customer asked, ticket 42"
+    )
 
     assert response.status_code == 200
-    assert b"Moved 1 binary to destroyed." in response.content
+    assert b"Destroyed 1 binary." in response.content
     binary.refresh_from_db()
     assert binary.state == State.DESTROYED
     event = binary.events.order_by("-id").first()
     assert event is not None
     assert (event.from_state, event.to_state) == (State.SIGNED, State.DESTROYED)
     assert event.actor_user == staff_user
-    assert event.actor_label == "support (staff)"
-    assert event.reason == "destroyed by support staff"
+    assert event.actor_label == "support"
+    assert event.reason == "customer asked, ticket 42"
 
 
 @pytest.mark.parametrize("state", [State.HASHABLE, State.HASHING, State.SIGNABLE])
@@ -169,26 +189,28 @@ def test_it_resets_a_binary_to_uploadable_through_the_lifecycle(
 ):
     binary = binary_in_state(state, artifact_version__artifact__organization=org)
 
-    response = _act(staff_client, "reset_to_uploadable", binary)
+    response = _act(
+        staff_client, "binaries.binary", "reset_to_uploadable", binary, reason="stuck upload"
+    )
 
-    assert b"Moved 1 binary to uploadable." in response.content
+    assert b"Reset 1 binary to uploadable." in response.content
     binary.refresh_from_db()
     assert binary.state == State.UPLOADABLE
     event = binary.events.order_by("-id").first()
     assert event is not None
     assert (event.from_state, event.to_state) == (state, State.UPLOADABLE)
     assert event.actor_user == staff_user
-    assert event.reason == "reset by support staff"
+    assert event.reason == "stuck upload"
 
 
 def test_it_reports_each_binary_an_action_could_not_move(staff_client, org):
     signed = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
     fresh = binary_in_state(State.UPLOADABLE, artifact_version__artifact__organization=org)
 
-    response = _act(staff_client, "destroy", signed, fresh)
+    response = _act(staff_client, "binaries.binary", "destroy", signed, fresh, reason="cleanup")
 
     content = response.content.decode()
-    assert "Moved 1 binary to destroyed." in content
+    assert "Destroyed 1 binary." in content
     assert ": The binary is uploadable and cannot move to destroyed; " in content
     fresh.refresh_from_db()
     assert fresh.state == State.UPLOADABLE
@@ -200,7 +222,7 @@ def test_it_reports_each_binary_an_action_could_not_move(staff_client, org):
 def test_it_names_the_binary_it_could_not_move_by_its_exact_prn(staff_client, org):
     fresh = binary_in_state(State.UPLOADABLE, artifact_version__artifact__organization=org)
 
-    response = _act(staff_client, "destroy", fresh)
+    response = _act(staff_client, "binaries.binary", "destroy", fresh, reason="cleanup")
 
     # The admin's message list capitalizes the first letter: a message that starts with the
     # PRN shows "Prn:1:…", which is not a PRN a support engineer can paste anywhere.
