@@ -24,6 +24,7 @@ from binaries.models import (
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.admin import (
     CleanedForm,
+    ObjectActions,
     ReadOnlyAdmin,
     ServiceAdmin,
     plural,
@@ -107,7 +108,7 @@ def _binary_search(term: str) -> Q | None:
 
 
 @admin.register(Binary)
-class BinaryAdmin(ServiceAdmin):
+class BinaryAdmin(ObjectActions, ServiceAdmin):
     """Only the description and custom metadata are edited here (as through the API); the
     content's hash, size and target, the state and the verification belong to the lifecycle,
     and its moves are the actions, each asking why."""
@@ -151,6 +152,7 @@ class BinaryAdmin(ServiceAdmin):
     form = _form(*editable)
     audit_action = "binary.updated"
     actions = ["destroy", "reset_to_uploadable"]
+    object_actions = {"destroy": "Destroy…", "reset_to_uploadable": "Reset to uploadable…"}
 
     def apply(self, obj: Binary, values: dict[str, Any], actor: Actor) -> None:
         services.binary_update(binary=obj, **values)
@@ -249,6 +251,7 @@ class BinaryAdmin(ServiceAdmin):
             self,
             request,
             queryset.select_related("organization"),
+            action="destroy",
             what="Destroy binaries",
             perform=lambda binary, actor, reason: moves.destroy(
                 binary=binary, actor=actor, reason=reason
@@ -268,6 +271,7 @@ class BinaryAdmin(ServiceAdmin):
             self,
             request,
             queryset.select_related("organization"),
+            action="reset_to_uploadable",
             what="Reset binaries to uploadable",
             perform=lambda binary, actor, reason: moves.reset(
                 binary=binary, actor=actor, reason=reason
@@ -290,7 +294,7 @@ class BinaryEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SigningKey)
-class SigningKeyAdmin(ReadOnlyAdmin):
+class SigningKeyAdmin(ObjectActions, ReadOnlyAdmin):
     """Keys are registered by members; staff can only revoke one (for good)."""
 
     list_display = ["name", "algorithm", "keyid", "organization", "created_at", "revoked_at"]
@@ -310,6 +314,7 @@ class SigningKeyAdmin(ReadOnlyAdmin):
     ]
     readonly_fields = ["prn"]
     actions = ["revoke"]
+    object_actions = {"revoke": "Revoke…"}
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("binaries.change_signingkey")
@@ -322,6 +327,7 @@ class SigningKeyAdmin(ReadOnlyAdmin):
             self,
             request,
             queryset.select_related("organization"),
+            action="revoke",
             what="Revoke signing keys",
             perform=_revoke_signing_key,
             named=lambda key: f"Signing key {key.name} ({key.prn})",

@@ -226,6 +226,32 @@ def test_it_resets_a_binary_to_uploadable_through_the_lifecycle(
     assert event.reason == "stuck upload"
 
 
+def test_it_destroys_a_binary_from_its_own_page(staff_client, staff_user, org):
+    binary = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
+    button = reverse("admin:binaries_binary_action", args=[binary.pk, "destroy"])
+
+    page = staff_client.get(_url("binaries.binary", "change", binary.pk)).content.decode()
+    confirmation = staff_client.get(button).content.decode()
+    response = _act(staff_client, "binaries.binary", "destroy", binary, reason="from its page")
+
+    assert f'href="{button}"' in page
+    assert "Destroy binaries: are you sure?" in confirmation
+    assert f'action="{_url("binaries.binary", "changelist")}"' in confirmation
+    assert 'name="action" value="destroy"' in confirmation
+    assert b"Destroyed 1 binary." in response.content
+    binary.refresh_from_db()
+    assert binary.state == State.DESTROYED
+
+
+@pytest.mark.parametrize("action", ["delete_selected", "no_such_action"])
+def test_it_offers_no_other_action_on_a_binary_s_page(staff_client, objects, action):
+    binary = objects["binaries.binary"]
+
+    response = staff_client.get(reverse("admin:binaries_binary_action", args=[binary.pk, action]))
+
+    assert response.status_code == 404
+
+
 def test_it_reports_each_binary_an_action_could_not_move(staff_client, org):
     signed = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
     fresh = binary_in_state(State.UPLOADABLE, artifact_version__artifact__organization=org)

@@ -13,11 +13,12 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 
 from peridio_console.accounts import audit, services
 from peridio_console.accounts.actors import Actor
@@ -163,6 +164,7 @@ def staff_action(
     request: HttpRequest,
     queryset: QuerySet[Any],
     *,
+    action: str,
     what: str,
     perform: Callable[[Any, Actor, str], object],
     named: Callable[[Any], str],
@@ -181,7 +183,7 @@ def staff_action(
             "opts": opts,
             "objects": [(obj, named(obj)) for obj in queryset],
             "form": form,
-            "action": request.POST.get("action", ""),
+            "action": action,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": model_admin.media,
         }
@@ -198,6 +200,35 @@ def staff_action(
     if count:
         model_admin.message_user(request, done(count), messages.SUCCESS)
     return None
+
+
+class ObjectActions(admin.ModelAdmin):
+    """Staff actions as buttons on an object's own page (`object_actions`: action name ->
+    label), each opening the same confirmation as the action chosen in the list."""
+
+    change_form_template = "admin/change_form_with_actions.html"
+    object_actions: ClassVar[dict[str, str]] = {}
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_action"
+        view = self.admin_site.admin_view(self.object_action_view)
+        return [path("<path:object_id>/action/<str:action>/", view, name=name), *super().get_urls()]
+
+    def object_action_view(self, request: HttpRequest, object_id: str, action: str):
+        obj = self.get_object(request, unquote(object_id))
+        actions = self.get_actions(request)
+        if obj is None or action not in self.object_actions or action not in actions:
+            raise Http404("No such object, or no such action on it.")
+        return actions[action][0](self, request, self.get_queryset(request).filter(pk=obj.pk))
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ) -> HttpResponse:
+        allowed = self.get_actions(request)
+        context["object_actions"] = [
+            (name, label) for name, label in self.object_actions.items() if name in allowed
+        ]
+        return super().render_change_form(request, context, *args, **kwargs)
 
 
 def plural(count: int, one: str, many: str) -> str:
@@ -269,7 +300,7 @@ def _revoke_api_key(key: ApiKey, actor: Actor, reason: str) -> None:
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(ServiceAdmin):
+class ApiKeyAdmin(ObjectActions, ServiceAdmin):
     """Staff may rename and revoke keys; a revoked key stays revoked (revoked_at is never a
     form field), and the secret exists nowhere to be shown."""
 
@@ -289,6 +320,7 @@ class ApiKeyAdmin(ServiceAdmin):
     editable = ("name",)
     audit_action = "api_key.updated"
     actions = ["revoke"]
+    object_actions = {"revoke": "Revoke…"}
 
     def audit_subject(self, obj: ApiKey) -> tuple[Organization, str, dict[str, Any]]:
         return obj.organization, "", {"prefix": obj.prefix, "user": obj.user.get_username()}
@@ -302,6 +334,7 @@ class ApiKeyAdmin(ServiceAdmin):
             self,
             request,
             queryset.select_related("organization", "user"),
+            action="revoke",
             what="Revoke API keys",
             perform=_revoke_api_key,
             named=lambda key: f"API key {key.prefix} ({key.name or 'unnamed'})",
