@@ -216,10 +216,10 @@ class ObjectActions(admin.ModelAdmin):
 
     def object_action_view(self, request: HttpRequest, object_id: str, action: str):
         obj = self.get_object(request, unquote(object_id))
-        actions = self.get_actions(request)
-        if obj is None or action not in self.object_actions or action not in actions:
+        chosen = self.get_actions(request).get(action) if action in self.object_actions else None
+        if obj is None or chosen is None:
             raise Http404("No such object, or no such action on it.")
-        return actions[action][0](self, request, self.get_queryset(request).filter(pk=obj.pk))
+        return chosen[0](self, request, self.get_queryset(request).filter(pk=obj.pk))
 
     def render_change_form(
         self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
