@@ -327,14 +327,16 @@ def main() -> None:
     from django.core.management import call_command
 
     from binaries import services
+    from peridio_console.accounts.actors import Actor
     from peridio_console.accounts.models import Organization
 
     server = None
     try:
         call_command("migrate", verbosity=0)
         org = Organization.objects.create(name="Bench", slug="bench")
-        artifact = services.artifact_create(organization=org, name="firmware")
-        services.artifact_version_create(artifact=artifact, version="1.0.0")
+        bench = Actor.system("bench")
+        artifact = services.artifact_create(organization=org, actor=bench, name="firmware")
+        services.artifact_version_create(artifact=artifact, actor=bench, version="1.0.0")
 
         size = args.size_mib * MiB
         source = workdir / "firmware.img"

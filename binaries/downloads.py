@@ -1,22 +1,22 @@
 """Distribution: time-limited download URLs for signed binaries, and their audit trail."""
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from binaries import storage
-from binaries.models import Binary, State
+from binaries.models import Binary, DownloadServed, State
 from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import AuditEvent, Organization
+from peridio_console.accounts.models import AuditAction, AuditEvent, Organization
 from peridio_console.core.errors import Conflict, Gone, InvalidInput
 
-ISSUED = "download_url.issued"
+ISSUED = AuditAction.DOWNLOAD_URL_ISSUED
 
 
 @dataclass
@@ -83,27 +83,60 @@ def issue_url(
     return DownloadUrl(url=url, expires_at=expires_at)
 
 
+def record_served(binary: Binary, sent: int, *, completed: bool) -> None:
+    """What one response of the filesystem download endpoint sent (binaries.api.transfers)."""
+    DownloadServed.objects.create(
+        organization_id=binary.organization_id,
+        binary=binary,
+        bytes_served=sent,
+        completed=completed,
+    )
+
+
+# What the counts count: the server's own downloads where it serves the bytes, otherwise the
+# URLs it issued (a presigned or CloudFront URL is fetched without asking us).
+COMPLETED = "completed_downloads"
+URLS_ISSUED = "urls_issued"
+LABELS = {COMPLETED: "Completed downloads", URLS_ISSUED: "Download URLs issued"}
+
+
+def counted() -> str:
+    return COMPLETED if storage.get().name == "filesystem" else URLS_ISSUED
+
+
 def daily_counts(
     organization: Organization, *, binary: Binary | None = None, days: int = 30
-) -> list[dict[str, Any]]:
-    """Download URLs issued per day over the last `days` days, zero-filled, oldest first."""
+) -> tuple[str, list[dict[str, Any]]]:
+    """(what is counted, per day over the last `days` days, zero-filled, oldest first): the
+    completed downloads and bytes served where this server serves the content (filesystem
+    backend), the download URLs issued otherwise (bytes None: not known)."""
     if days not in (7, 30, 90):
         raise InvalidInput(f"days must be 7, 30 or 90; got {days!r}.", field="days")
     today = timezone.now().date()
     first = today - timedelta(days=days - 1)
-    events = AuditEvent.objects.filter(
-        organization=organization, action=ISSUED, at__date__gte=first
-    )
-    if binary is not None:
-        events = events.filter(object_prn=binary.prn)
-    counted: dict[date, int] = {
-        row["day"]: row["n"]
-        for row in events.annotate(day=TruncDate("at")).values("day").annotate(n=Count("id"))
-    }
-    return [
+    since = datetime.combine(first, time.min, tzinfo=UTC)
+    what = counted()
+    rows: Any
+    if what == COMPLETED:
+        rows = DownloadServed.objects.filter(organization=organization, at__gte=since)
+        if binary is not None:
+            rows = rows.filter(binary=binary)
+        per_day = rows.annotate(day=TruncDate("at")).values("day")
+        per_day = per_day.annotate(
+            n=Count("id", filter=Q(completed=True)), bytes=Sum("bytes_served")
+        )
+    else:
+        rows = AuditEvent.objects.filter(organization=organization, action=ISSUED, at__gte=since)
+        if binary is not None:
+            rows = rows.filter(object_prn=binary.prn)
+        per_day = rows.annotate(day=TruncDate("at")).values("day").annotate(n=Count("id"))
+    found = {row["day"]: row for row in per_day}
+    empty = {"n": 0, "bytes": 0 if what == COMPLETED else None}
+    return what, [
         {
             "date": (first + timedelta(days=i)).isoformat(),
-            "count": counted.get(first + timedelta(days=i), 0),
+            "count": found.get(first + timedelta(days=i), empty)["n"],
+            "bytes": found.get(first + timedelta(days=i), empty).get("bytes"),
         }
         for i in range(days)
     ]

@@ -23,6 +23,7 @@ from django.utils import timezone
 from binaries import lifecycle, storage, uploads
 from binaries.models import Binary, State
 from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditAction
 from peridio_console.core.errors import Conflict
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,13 @@ def sweep(now: datetime | None = None) -> list[int]:
             if binary.state == State.HASHING
             else "no verification in flight; queued"
         )
-        lifecycle.record_event(binary, actor=SWEEPER, reason=why, details={"requeued": True})
+        lifecycle.record_event(
+            binary,
+            actor=SWEEPER,
+            action=AuditAction.BINARY_REQUEUED,
+            reason=why,
+            details={"requeued": True},
+        )
         requeued.append(binary.pk)
     return requeued
 
@@ -261,7 +268,11 @@ def scrub_one(binary: Binary) -> str:
     ).update(integrity_failed_at=now, last_error=message):
         return "skipped"
     lifecycle.record_event(
-        binary, actor=SCRUBBER, reason=message, details={"found": found, "size": size}
+        binary,
+        actor=SCRUBBER,
+        action=AuditAction.BINARY_INTEGRITY_FAILED,
+        reason=message,
+        details={"found": found, "size": size},
     )
     return "failed"
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from binaries.models import Binary, BinaryEvent, State
 from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditAction
 from peridio_console.core.errors import Conflict
 
 # Every move the system may make, from -> {to}.
@@ -89,7 +90,7 @@ def transition(
             current = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
             shown = allowed_client_moves(current) if only_from is not None else ALLOWED[current]
             raise TransitionRefused(current, to, set(shown))
-        _write_event(binary.pk, actor, current, to, reason=reason, details=details, at=now)
+        _write_event(binary, actor, current, to, reason=reason, details=details, at=now)
         if after_commit is not None:
             transaction.on_commit(after_commit)
     binary.refresh_from_db()
@@ -97,17 +98,24 @@ def transition(
 
 
 def _write_event(
-    binary_id: int,
+    binary: Binary,
     actor: Actor,
     from_state: str,
     to_state: str,
     *,
+    action: str | None = None,
     reason: str = "",
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
+    """The binary's event; a move's action is binary.<to state>, its before/after the state."""
+    if from_state != to_state:
+        changes = {"state": [from_state or None, to_state], **(details or {}).get("changes", {})}
+        details = {**(details or {}), "changes": changes}
     BinaryEvent.objects.create(
-        binary_id=binary_id,
+        binary_id=binary.pk,
+        organization_id=binary.organization_id,
+        action=AuditAction(action or f"binary.{to_state}"),
         **actor.event_fields(),
         from_state=from_state,
         to_state=to_state,
@@ -119,10 +127,22 @@ def _write_event(
 
 def record_creation(binary: Binary, *, actor: Actor) -> None:
     """The (new) -> uploadable event, written in the creating transaction."""
-    _write_event(binary.pk, actor, "", State.UPLOADABLE, at=binary.created_at)
+    created = {"target": binary.target, "hash": binary.hash, "size": binary.size}
+    _write_event(
+        binary,
+        actor,
+        "",
+        State.UPLOADABLE,
+        action=AuditAction.BINARY_CREATED,
+        details={"changes": {f: [None, v] for f, v in created.items() if v is not None}},
+        at=binary.created_at,
+    )
 
 
-def record_event(binary: Binary, *, actor: Actor, reason: str, details: dict[str, Any]) -> None:
-    """An event that is not a move (a re-queue, an integrity failure): from = to = current."""
+def record_event(
+    binary: Binary, *, actor: Actor, action: AuditAction, reason: str, details: dict[str, Any]
+) -> None:
+    """An event that is not a move (an edit, a re-queue, an integrity failure, an upload
+    cleaned): from = to = current."""
     state = Binary.objects.filter(pk=binary.pk).values_list("state", flat=True).get()
-    _write_event(binary.pk, actor, state, state, reason=reason, details=details)
+    _write_event(binary, actor, state, state, action=action, reason=reason, details=details)

@@ -7,7 +7,8 @@ from django.db import models
 from django.utils import timezone
 
 from binaries.validation import MAX_SIZE
-from peridio_console.accounts.models import ApiKey, Organization
+from peridio_console.accounts.models import ApiKey, AuditAction, EventSource, Organization
+from peridio_console.core.append_only import AppendOnlyModel
 from peridio_console.core.prn import format_prn
 
 
@@ -150,10 +151,15 @@ class Binary(models.Model):
         return f"sha256:{self.hash}" if self.hash else None
 
 
-class BinaryEvent(models.Model):
-    """One row per lifecycle move (and per re-queue); never updated, never deleted."""
+class BinaryEvent(AppendOnlyModel):
+    """One row per change to a binary: its creation, each lifecycle move, each edit, and each
+    event that is not a move (a re-queue, an integrity failure, an upload cleaned), with its
+    action written when it happens. Append-only."""
 
     binary = models.ForeignKey(Binary, on_delete=models.PROTECT, related_name="events")
+    # The binary's, copied so that the organization's trail is read from this table's indexes.
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -161,18 +167,30 @@ class BinaryEvent(models.Model):
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=160)
+    source = models.CharField(max_length=16, choices=EventSource.choices, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
     reason = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(default=timezone.now, db_index=True)
+    at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["at", "id"]
-        indexes = [models.Index(fields=["binary", "at"])]
+        indexes = [
+            models.Index(fields=["binary", "at", "id"]),
+            models.Index(fields=["organization", "at", "id"]),
+            models.Index(fields=["organization", "action", "at", "id"]),
+            models.Index(fields=["organization", "source", "at", "id"]),
+            models.Index(fields=["organization", "actor_user", "at", "id"]),
+            models.Index(fields=["organization", "actor_label", "at", "id"]),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.from_state or '(new)'} → {self.to_state} by {self.actor_label}"
+        return (
+            f"{self.action} ({self.from_state or '(new)'} → {self.to_state}) by {self.actor_label}"
+        )
 
 
 class PartState(models.TextChoices):
@@ -297,3 +315,26 @@ class BinarySignature(models.Model):
     @property
     def prn(self) -> str:
         return format_prn(self.binary.organization.uuid, "binary_signature", self.uuid)
+
+
+class DownloadServed(models.Model):
+    """One response of the filesystem backend's download endpoint that sent content: the bytes
+    it sent, and whether it delivered the content's last byte (a completed download; a resumed
+    one completes with its last range). Presigned and CloudFront URLs serve bytes elsewhere:
+    only the URLs issued (audit events) are known for them."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    binary = models.ForeignKey(Binary, on_delete=models.CASCADE, related_name="+")
+    bytes_served = models.BigIntegerField()
+    completed = models.BooleanField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "at"]),
+            models.Index(fields=["binary", "at"]),
+        ]
+
+    def __str__(self) -> str:
+        done = " (completed)" if self.completed else ""
+        return f"{self.bytes_served} bytes of binary {self.binary_id}{done}"

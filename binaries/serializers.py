@@ -234,8 +234,12 @@ class AuditEventOut(Out):
     """One entry of the audit trail: a binary's lifecycle move or another audited action."""
 
     # Built by binaries.timeline.entry, from a BinaryEvent or an AuditEvent.
-    id: str = Field(..., description="be_<n> for a lifecycle move, ae_<n> for another event.")
+    id: str = Field(..., description="be_<n> for a binary's event, ae_<n> for another event.")
     action: str = Field(..., examples=["binary.signed"])
+    source: str | None = Field(
+        ..., description="api, console, cli, admin or task; null when not recorded."
+    )
+    user_agent: str
     object_prn: str
     from_state: str | None = Field(..., description="Lifecycle moves only; null for a creation.")
     to_state: str | None = Field(..., description="Lifecycle moves only.")

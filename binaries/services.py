@@ -4,6 +4,7 @@ work (storage, task enqueues) to run after commit."""
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from binaries import lifecycle, moves
@@ -16,8 +17,9 @@ from binaries.validation import (
     clean_size,
     clean_target,
 )
+from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import Organization
+from peridio_console.accounts.models import AuditAction, Organization
 from peridio_console.core.errors import Conflict, InvalidInput, conflict_on_integrity_error
 
 UNSET: Any = object()
@@ -35,8 +37,34 @@ def _cleaned(**given: Any) -> dict[str, Any]:
     return {field: CLEANERS[field](value) for field, value in given.items() if value is not UNSET}
 
 
+DESCRIBED = ("name", "description", "custom_metadata")
+
+
+def _record(obj: Any, action: AuditAction, actor: Actor, before: dict, after: dict) -> None:
+    """One audit event for an artifact or version: its PRN and each changed field's
+    [before, after] (nothing when nothing changed)."""
+    changed = audit.changes(before, after)
+    if changed:
+        audit.record(
+            organization=obj.organization,
+            actor=actor,
+            action=action,
+            object_prn=obj.prn,
+            details={"changes": changed},
+        )
+
+
+def _described(obj: Any, fields: Any = DESCRIBED) -> dict[str, Any]:
+    return {field: getattr(obj, field) for field in fields if hasattr(obj, field)}
+
+
 def artifact_create(
-    *, organization: Organization, name: Any, description: Any = None, custom_metadata: Any = None
+    *,
+    organization: Organization,
+    actor: Actor,
+    name: Any,
+    description: Any = None,
+    custom_metadata: Any = None,
 ) -> Artifact:
     artifact = Artifact(
         organization=organization,
@@ -52,11 +80,17 @@ def artifact_create(
         )
     ):
         artifact.save()
+        _record(artifact, AuditAction.ARTIFACT_CREATED, actor, {}, _described(artifact))
     return artifact
 
 
 def artifact_version_create(
-    *, artifact: Artifact, version: Any, description: Any = None, custom_metadata: Any = None
+    *,
+    artifact: Artifact,
+    actor: Actor,
+    version: Any,
+    description: Any = None,
+    custom_metadata: Any = None,
 ) -> ArtifactVersion:
     obj = ArtifactVersion(
         organization=artifact.organization,
@@ -73,6 +107,8 @@ def artifact_version_create(
         )
     ):
         obj.save()
+        after = {"artifact_prn": artifact.prn, "version": obj.version, **_described(obj)}
+        _record(obj, AuditAction.ARTIFACT_VERSION_CREATED, actor, {}, after)
     return obj
 
 
@@ -119,6 +155,7 @@ def binary_create(
 def binary_update(
     *,
     binary: Binary,
+    actor: Actor,
     description: Any = UNSET,
     custom_metadata: Any = UNSET,
     hash: Any = UNSET,
@@ -129,10 +166,21 @@ def binary_update(
     content = _cleaned(hash=hash, size=size)
     if not fields and not content:
         return binary
-    query = Binary.objects.filter(pk=binary.pk)
-    if content:
-        query = query.filter(state=State.UPLOADABLE)
-    changed = query.update(updated_at=timezone.now(), **fields, **content)
+    with transaction.atomic():
+        query = Binary.objects.select_for_update().filter(pk=binary.pk)
+        before = query.values(*fields, *content).first() or {}
+        if content:
+            query = query.filter(state=State.UPLOADABLE)
+        changed = query.update(updated_at=timezone.now(), **fields, **content)
+        edits = audit.changes(before, {**fields, **content}) if changed == 1 else {}
+        if edits:
+            lifecycle.record_event(
+                binary,
+                actor=actor,
+                action=AuditAction.BINARY_UPDATED,
+                reason="",
+                details={"changes": edits},
+            )
     if changed != 1:
         binary.refresh_from_db()
         names = " and ".join(sorted(content))
@@ -162,31 +210,48 @@ def clean_reason(value: Any) -> str:
 
 
 def artifact_update(
-    *, artifact: Artifact, name: Any = UNSET, description: Any = UNSET, custom_metadata: Any = UNSET
+    *,
+    artifact: Artifact,
+    actor: Actor,
+    name: Any = UNSET,
+    description: Any = UNSET,
+    custom_metadata: Any = UNSET,
 ) -> Artifact:
     fields = _cleaned(name=name, description=description, custom_metadata=custom_metadata)
     if not fields:
         return artifact
-    with conflict_on_integrity_error(
-        lambda: Conflict(
-            f"An artifact named {fields['name']!r} already exists in this organization.",
-            field="name",
-            code="already_exists",
-        )
+    with (
+        transaction.atomic(),
+        conflict_on_integrity_error(
+            lambda: Conflict(
+                f"An artifact named {fields['name']!r} already exists in this organization.",
+                field="name",
+                code="already_exists",
+            )
+        ),
     ):
-        Artifact.objects.filter(pk=artifact.pk).update(updated_at=timezone.now(), **fields)
+        rows = Artifact.objects.select_for_update().filter(pk=artifact.pk)
+        before = rows.values(*fields).get()
+        rows.update(updated_at=timezone.now(), **fields)
+        _record(artifact, AuditAction.ARTIFACT_UPDATED, actor, before, fields)
     artifact.refresh_from_db()
     return artifact
 
 
 def artifact_version_update(
-    *, artifact_version: ArtifactVersion, description: Any = UNSET, custom_metadata: Any = UNSET
+    *,
+    artifact_version: ArtifactVersion,
+    actor: Actor,
+    description: Any = UNSET,
+    custom_metadata: Any = UNSET,
 ) -> ArtifactVersion:
     fields = _cleaned(description=description, custom_metadata=custom_metadata)
     if fields:
-        ArtifactVersion.objects.filter(pk=artifact_version.pk).update(
-            updated_at=timezone.now(), **fields
-        )
+        with transaction.atomic():
+            rows = ArtifactVersion.objects.select_for_update().filter(pk=artifact_version.pk)
+            before = rows.values(*fields).get()
+            rows.update(updated_at=timezone.now(), **fields)
+            _record(artifact_version, AuditAction.ARTIFACT_VERSION_UPDATED, actor, before, fields)
         artifact_version.refresh_from_db()
     return artifact_version
 
@@ -229,20 +294,30 @@ def _delete_unless_binaries(what: str, binaries: Any, delete: Callable[[], objec
         delete()
 
 
-def artifact_version_delete(*, artifact_version: ArtifactVersion) -> None:
+def _version_delete(version: ArtifactVersion, actor: Actor) -> None:
+    before = {"version": version.version, **_described(version)}
+    version.delete()
+    _record(version, AuditAction.ARTIFACT_VERSION_DELETED, actor, before, {})
+
+
+def artifact_version_delete(*, artifact_version: ArtifactVersion, actor: Actor) -> None:
     _delete_unless_binaries(
         f"Version {artifact_version.version!r} of {artifact_version.artifact.name!r}",
         Binary.objects.filter(artifact_version=artifact_version),
-        artifact_version.delete,
+        lambda: _version_delete(artifact_version, actor),
     )
 
 
-def artifact_delete(*, artifact: Artifact) -> None:
-    """Delete an artifact with its versions, when no binary (live or destroyed) hangs below."""
+def artifact_delete(*, artifact: Artifact, actor: Actor) -> None:
+    """Delete an artifact with its versions, when no binary (live or destroyed) hangs below;
+    one event for the artifact and one for each version deleted with it."""
 
     def delete_with_versions() -> None:
-        ArtifactVersion.objects.filter(artifact=artifact).delete()
+        for version in ArtifactVersion.objects.filter(artifact=artifact).order_by("id"):
+            _version_delete(version, actor)
+        before = _described(artifact)
         artifact.delete()
+        _record(artifact, AuditAction.ARTIFACT_DELETED, actor, before, {})
 
     _delete_unless_binaries(
         f"Artifact {artifact.name!r}",
@@ -277,6 +352,7 @@ def binary_change(
     why = clean_reason(None if reason is UNSET else reason)
     binary = binary_update(
         binary=binary,
+        actor=actor,
         description=description,
         custom_metadata=custom_metadata,
         hash=hash,

@@ -1,5 +1,9 @@
-"""The audit timeline: lifecycle moves (BinaryEvent) and everything else (AuditEvent) as one
-list, filtered and keyset-paged on (at, kind, id), newest first by default."""
+"""The audit trail: a binary's own events (BinaryEvent) and everything else (AuditEvent) as one
+list, filtered and keyset-paged on (at, kind, id), newest first by default.
+
+Two tables read as one: each is read along its (organization, [filter,] at, id) index for one
+page more than asked, and the two short lists are merged. Every row carries its action, written
+when it happened (AuditAction), so a filter is an index lookup, never a guess."""
 
 import csv
 import io
@@ -9,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Q, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 
 from binaries.models import BinaryEvent
 from binaries.serializers import AuditEventOut, iso
-from peridio_console.accounts.models import AuditEvent, Organization
+from peridio_console.accounts.models import AuditAction, AuditEvent, EventSource, Organization
 from peridio_console.core.errors import InvalidInput
 from peridio_console.core.pagination import bad_page, read_cursor, sign_cursor
 from peridio_console.core.prn import MalformedPRN, format_prn, parse_prn
@@ -27,26 +32,29 @@ class Filters:
     action: str | None = None
     object_prn: str | None = None
     actor: str | None = None
+    source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
 
-def binary_event_action(event: BinaryEvent) -> str:
-    if not event.from_state:
-        return "binary.created"
-    if event.from_state != event.to_state:
-        return f"binary.{event.to_state}"
-    details = event.details or {}
-    if details.get("requeued"):
-        return "binary.requeued"
-    if "parts_removed" in details:
-        return "binary.upload_cleaned"
-    return "binary.integrity_failed"
+def _checked(filters: Filters) -> Filters:
+    """Refuse an action or a source the trail does not know, naming the ones it does."""
+    if filters.action and filters.action not in AuditAction.values:
+        raise InvalidInput(
+            f"action must be one of {', '.join(AuditAction.values)}; got {filters.action!r}.",
+            field="action",
+        )
+    if filters.source and filters.source not in EventSource.values:
+        raise InvalidInput(
+            f"source must be one of {', '.join(EventSource.values)}; got {filters.source!r}.",
+            field="source",
+        )
+    return filters
 
 
 def _binary_events(organization: Organization, filters: Filters) -> QuerySet[BinaryEvent]:
-    events = BinaryEvent.objects.select_related("binary__organization", "actor_api_key").filter(
-        binary__organization=organization
+    events = BinaryEvent.objects.select_related("binary", "actor_api_key").filter(
+        organization=organization
     )
     if filters.object_prn:
         try:
@@ -57,24 +65,8 @@ def _binary_events(organization: Organization, filters: Filters) -> QuerySet[Bin
             events.filter(binary__uuid=prn.id) if prn.type == "binary" and prn.id else events.none()
         )
     if filters.action:
-        if not filters.action.startswith("binary."):
-            return events.none()
-        state = filters.action.removeprefix("binary.")
-        if state == "created":
-            events = events.filter(from_state="")
-        elif state in ("requeued", "upload_cleaned", "integrity_failed"):
-            events = events.filter(from_state=F("to_state"))
-            if state == "requeued":
-                events = events.filter(details__has_key="requeued")
-            elif state == "upload_cleaned":
-                events = events.filter(details__has_key="parts_removed")
-            else:
-                events = events.exclude(details__has_key="requeued").exclude(
-                    details__has_key="parts_removed"
-                )
-        else:
-            events = events.filter(to_state=state).exclude(from_state=state).exclude(from_state="")
-    return _common(events, filters)
+        events = events.filter(action=filters.action)
+    return _common(events, organization, filters)
 
 
 def _audit_events(organization: Organization, filters: Filters) -> QuerySet[AuditEvent]:
@@ -83,12 +75,26 @@ def _audit_events(organization: Organization, filters: Filters) -> QuerySet[Audi
         events = events.filter(object_prn=filters.object_prn)
     if filters.action:
         events = events.filter(action=filters.action)
-    return _common(events, filters)
+    return _common(events, organization, filters)
 
 
-def _common(events: Any, filters: Filters) -> Any:
+def _actor(organization: Organization, actor: str) -> Q:
+    """A member's username (their events from the console and through their API keys), or an
+    actor exactly as shown (\"system: janitor\", a former member's name)."""
+    user = (
+        get_user_model()
+        .objects.filter(username__iexact=actor, memberships__organization=organization)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return Q(actor_user_id=user) if user is not None else Q(actor_label=actor)
+
+
+def _common(events: Any, organization: Organization, filters: Filters) -> Any:
     if filters.actor:
-        events = events.filter(actor_label__icontains=filters.actor)
+        events = events.filter(_actor(organization, filters.actor))
+    if filters.source:
+        events = events.filter(source=filters.source)
     if filters.since:
         events = events.filter(at__gte=filters.since)
     if filters.until:
@@ -105,33 +111,32 @@ def _before(kind: int, cursor: tuple[datetime, int, int], order: str) -> Q:
     return Q(at__gt=at) | (Q(at=at) & same_at)
 
 
-def entry(kind: int, event: Any) -> AuditEventOut:
+def entry(kind: int, event: Any, organization_uuid: Any) -> AuditEventOut:
     common = {
+        "action": event.action,
+        "source": event.source or None,
         "at": iso(event.at),
         "actor": event.actor_label,
         "actor_api_key": event.actor_api_key.prefix if event.actor_api_key else None,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "details": event.details,
     }
     if kind == BINARY_EVENT:
         return AuditEventOut(
             id=f"be_{event.pk}",
-            action=binary_event_action(event),
-            object_prn=format_prn(event.binary.organization.uuid, "binary", event.binary.uuid),
+            object_prn=format_prn(organization_uuid, "binary", event.binary.uuid),
             from_state=event.from_state or None,
             to_state=event.to_state,
             reason=event.reason,
-            details=event.details,
-            ip=None,
             **common,
         )
     return AuditEventOut(
         id=f"ae_{event.pk}",
-        action=event.action,
         object_prn=event.object_prn,
         from_state=None,
         to_state=None,
         reason="",
-        details=event.details,
-        ip=event.ip,
         **common,
     )
 
@@ -154,6 +159,7 @@ def page(
 ) -> tuple[list[AuditEventOut], str | None]:
     if order not in ("asc", "desc"):
         raise InvalidInput(f"order must be asc or desc; got {order!r}.", field="order")
+    _checked(filters)
     cursor = None
     if cursor_text:
         order, cursor = _decode(cursor_text)
@@ -173,7 +179,7 @@ def page(
     if len(rows) > limit and shown:
         at, kind, pk, _ = shown[-1]
         next_page = sign_cursor(TIMELINE, {"o": order, "t": at.isoformat(), "k": kind, "i": pk})
-    return [entry(kind, event) for _, kind, _, event in shown], next_page
+    return [entry(kind, event, organization.uuid) for _, kind, _, event in shown], next_page
 
 
 def iterate(organization: Organization, filters: Filters) -> Iterator[dict[str, Any]]:
@@ -196,10 +202,12 @@ EXPORT_COLUMNS = (
     "object_prn",
     "actor",
     "actor_api_key",
+    "source",
+    "ip",
+    "user_agent",
     "from_state",
     "to_state",
     "reason",
-    "ip",
     "details",
 )
 

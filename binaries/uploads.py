@@ -27,6 +27,7 @@ from binaries.models import (
 )
 from binaries.validation import clean_hash, clean_size
 from peridio_console.accounts.actors import Actor
+from peridio_console.accounts.models import AuditAction
 from peridio_console.core.errors import Conflict, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -452,6 +453,7 @@ def discard_upload(
         lifecycle.record_event(
             binary,
             actor=actor,
+            action=AuditAction.BINARY_UPLOAD_CLEANED,
             reason=f"{reason}: {count} part(s) and their bytes removed.",
             details={"parts_removed": count},
         )

@@ -42,6 +42,8 @@ ENTRY_KEYS = {
     "reason",
     "details",
     "ip",
+    "source",
+    "user_agent",
 }
 
 
@@ -213,8 +215,17 @@ def test_it_filters_by_action_object_and_actor(admin_api, engineer_api, history)
 
     revocations = every_entry(admin_api, action="signing_key.revoked")
     assert [e["object_prn"] for e in revocations] == [history["key1"]["prn"]]
-    assert every_entry(admin_api, action="binary.nonsense") == []
-    assert every_entry(admin_api, action="no.such.action") == []
+    for unknown in ("binary.nonsense", "no.such.action"):
+        refused = admin_api.get("/audit_events", action=unknown)
+        assert refused.status_code == 400
+        assert error_of(refused)["field"] == "action"
+        message = error_of(refused)["message"]
+        assert message.startswith("action must be one of binary.created, binary.updated, ")
+    refused = admin_api.get("/audit_events", source="web")
+    assert refused.status_code == 400
+    assert error_of(refused)["message"] == (
+        "source must be one of api, console, cli, admin, task; got 'web'."
+    )
 
     by_admin = every_entry(admin_api, actor=admin_api.membership.user.username)
     assert [e["action"] for e in by_admin] == ["signing_key.revoked"]
@@ -268,6 +279,8 @@ def crowded(org, admin_membership):
         )
         BinaryEvent.objects.create(
             binary=binary,
+            organization=org,
+            action="binary.hashable",
             actor_label="seed",
             from_state="uploadable",
             to_state="hashable",
@@ -288,7 +301,12 @@ def _page_through_while_writing(admin_api, crowded, order: str) -> list[str]:
             organization=crowded.organization, actor_label="late", action="download_url.issued"
         )
         BinaryEvent.objects.create(
-            binary=crowded, actor_label="late", from_state="hashable", to_state="hashing"
+            binary=crowded,
+            organization=crowded.organization,
+            action="binary.hashing",
+            actor_label="late",
+            from_state="hashable",
+            to_state="hashing",
         )
         page = body["next_page"]
         if page is None:
@@ -393,23 +411,26 @@ def test_it_exports_exactly_the_filtered_view(admin_api, engineer_api, history, 
         "object_prn",
         "actor",
         "actor_api_key",
+        "source",
+        "ip",
+        "user_agent",
         "from_state",
         "to_state",
         "reason",
-        "ip",
         "details",
     ]
     assert as_csv == [_as_csv_row(e) for e in shown]
 
 
 def test_it_exports_an_empty_view_well_formed(admin_api, history):
-    _, as_json = _exported(admin_api, "json", action="nothing.matches")
-    response = admin_api.get("/audit_events/export", format="csv", action="nothing.matches")
+    _, as_json = _exported(admin_api, "json", action="binary.requeued")
+    response = admin_api.get("/audit_events/export", format="csv", action="binary.requeued")
     text = b"".join(response.streaming_content).decode()
 
     assert as_json == []
     assert text.strip() == (
-        "id,at,action,object_prn,actor,actor_api_key,from_state,to_state,reason,ip,details"
+        "id,at,action,object_prn,actor,actor_api_key,source,ip,user_agent,from_state,to_state,"
+        "reason,details"
     )
 
 

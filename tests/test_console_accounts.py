@@ -189,7 +189,7 @@ def test_it_changes_a_role(admin, engineer_membership):
     engineer_membership.refresh_from_db()
     assert engineer_membership.role == Role.ADMIN
     event = AuditEvent.objects.get(action="membership.changed")
-    assert event.details["from"] == "engineer" and event.details["to"] == "admin"
+    assert event.details["changes"] == {"role": ["engineer", "admin"]}
 
 
 def test_it_keeps_an_admin(admin, admin_membership):

@@ -16,6 +16,7 @@ import pytest
 from django.core import signing
 from django.core.signals import request_finished
 from django.db import close_old_connections
+from django.test import RequestFactory
 from django.utils import timezone
 
 from binaries import storage
@@ -25,6 +26,7 @@ from binaries.storage import tokens
 from peridio_console.accounts.models import AuditEvent
 from tests.api_helpers import error_of
 from tests.signing_helpers import require_tool, signable_binary, signed_binary
+from tests.storage_fixtures import s3_settings
 from tests.upload_helpers import MiB, random_bytes, sha256
 
 pytestmark = pytest.mark.django_db
@@ -441,16 +443,14 @@ def test_it_audits_each_url_issued(client, engineer_api, filesystem, version, ac
     assert "expires_at" in event.details
 
 
-def test_it_counts_urls_issued_per_day(
-    client, engineer_api, viewer_api, filesystem, version, actor
+def test_it_counts_urls_issued_per_day_where_the_bucket_serves_the_bytes(
+    client, engineer_api, viewer_api, filesystem, version, actor, s3_server, settings
 ):
     first = signed_binary(client, engineer_api, version, actor, random_bytes(100), target="a-b-c")
     second = signed_binary(client, engineer_api, version, actor, random_bytes(100), target="d-e-f")
-    for _ in range(3):
+    for _ in range(2):
         issue(engineer_api, first)
     issue(engineer_api, second)
-    old = AuditEvent.objects.filter(object_prn=first.prn).first()
-    AuditEvent.objects.filter(pk=old.pk).update(at=timezone.now() - timedelta(days=2))
     ancient = AuditEvent.objects.filter(object_prn=second.prn).first()
     AuditEvent.objects.create(
         organization=ancient.organization,
@@ -459,13 +459,26 @@ def test_it_counts_urls_issued_per_day(
         object_prn=second.prn,
         at=timezone.now() - timedelta(days=40),
     )
+    AuditEvent.objects.create(  # events are never changed: one written as two days old
+        organization=ancient.organization,
+        actor_label="x",
+        action="download_url.issued",
+        object_prn=first.prn,
+        at=timezone.now() - timedelta(days=2),
+    )
     today = timezone.now().date()
+    for name, value in s3_settings(s3_server["endpoint"]).items():
+        setattr(settings, name, value)  # presigned URLs: the bucket serves the bytes
 
-    counts = viewer_api.get(f"/binaries/{first.prn}/download_counts").json()["download_counts"]
+    body = viewer_api.get(f"/binaries/{first.prn}/download_counts").json()
+    counts = body["download_counts"]
 
+    assert body["counts"] == "urls_issued"
+    assert body["label"] == "Download URLs issued"
     assert len(counts) == 30
-    assert counts[-1] == {"date": today.isoformat(), "count": 2}
-    assert counts[-3] == {"date": (today - timedelta(days=2)).isoformat(), "count": 1}
+    assert counts[-1] == {"date": today.isoformat(), "count": 2, "bytes": None}
+    two_days_ago = (today - timedelta(days=2)).isoformat()
+    assert counts[-3] == {"date": two_days_ago, "count": 1, "bytes": None}
     assert sum(c["count"] for c in counts) == 3
     assert [c["date"] for c in counts] == sorted(c["date"] for c in counts)
 
@@ -478,6 +491,58 @@ def test_it_counts_urls_issued_per_day(
     refused = viewer_api.get("/download_counts", days=5)
     assert refused.status_code == 400
     assert error_of(refused)["field"] == "days"
+
+
+def test_it_counts_completed_downloads_and_bytes_where_this_server_serves_them(
+    client, engineer_api, viewer_api, filesystem, version, actor
+):
+    data = random_bytes(300_000)
+    binary = signed_binary(client, engineer_api, version, actor, data)
+    url = issue(engineer_api, binary)
+    issue(engineer_api, binary)  # a URL never used counts for nothing here
+    today = timezone.now().date().isoformat()
+
+    whole = fetch(client, url)
+    head = fetch(client, url, method="HEAD")
+    first_half = fetch(client, url, {"Range": "bytes=0-99999"})
+    rest = fetch(client, url, {"Range": "bytes=100000-"})
+
+    assert [whole[0], head[0], first_half[0], rest[0]] == [200, 200, 206, 206]
+    assert first_half[2] + rest[2] == data
+    body = viewer_api.get(f"/binaries/{binary.prn}/download_counts", days=7).json()
+    assert body["counts"] == "completed_downloads"
+    assert body["label"] == "Completed downloads"
+    # The whole download, and the resumed one completed by its last range; HEAD sends nothing.
+    assert body["download_counts"][-1] == {"date": today, "count": 2, "bytes": 600_000}
+    assert sum(day["count"] for day in body["download_counts"]) == 2
+    organization = viewer_api.get("/download_counts", days=7).json()
+    assert organization["download_counts"][-1] == {"date": today, "count": 2, "bytes": 600_000}
+
+
+def test_it_counts_the_bytes_of_a_download_the_client_abandons(
+    client, engineer_api, viewer_api, filesystem, version, actor, settings
+):
+    size = 3 * storage.READ_BUFFER
+    binary = signed_binary(client, engineer_api, version, actor, random_bytes(size))
+    url = issue(engineer_api, binary)
+    token = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    # What a WSGI server does: iterate the body, and close the response when the client goes
+    # away (here after two buffers).
+    response = transfers.binary_download(RequestFactory().get(urlsplit(url).path), token)
+    chunks = iter(response)
+    sent = len(next(chunks)) + len(next(chunks))
+    assert sent < size
+    request_finished.disconnect(close_old_connections)  # the test's database stays open
+    try:
+        response.close()
+    finally:
+        request_finished.connect(close_old_connections)
+
+    [day] = viewer_api.get(f"/binaries/{binary.prn}/download_counts", days=7).json()[
+        "download_counts"
+    ][-1:]
+    assert day["count"] == 0
+    assert 0 < day["bytes"] <= sent
 
 
 # --- Real clients resuming against a live server ------------------------------------------------

@@ -225,7 +225,9 @@ def test_a_stale_run_cannot_touch_the_run_that_replaced_it(
         if not replaced:
             replaced.append(True)
             moves.request_state(binary=fresh(target), to="uploadable", actor=actor)
-            services.binary_update(binary=fresh(target), hash=sha256(second), size=len(second))
+            services.binary_update(
+                binary=fresh(target), actor=actor, hash=sha256(second), size=len(second)
+            )
             upload_all(client, fresh(target), second)
             moves.mark_hashable(binary=fresh(target), actor=actor)
             assert hashing.verify(target.pk) == "signable"  # the new run

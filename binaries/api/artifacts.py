@@ -30,6 +30,7 @@ def create_artifact(request: HttpRequest, payload: ArtifactCreateIn) -> Status[d
     context = writer(request, "creating artifacts")
     artifact = services.artifact_create(
         organization=context.organization,
+        actor=context.actor,
         name=payload.name,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
@@ -58,14 +59,18 @@ def get_artifact(request: HttpRequest, prn: str) -> dict:
 def update_artifact(request: HttpRequest, prn: str, payload: ArtifactUpdateIn) -> dict:
     context = writer(request, "changing artifacts")
     artifact = selectors.get_artifact(context.organization, prn)
-    artifact = services.artifact_update(artifact=artifact, **fields_set(payload))
+    artifact = services.artifact_update(
+        artifact=artifact, actor=context.actor, **fields_set(payload)
+    )
     return {"artifact": ArtifactOut.from_model(artifact)}
 
 
 @artifacts.delete("/{prn}", response={204: None, **ERRORS})
 def delete_artifact(request: HttpRequest, prn: str) -> Status[None]:
     context = writer(request, "deleting artifacts")
-    services.artifact_delete(artifact=selectors.get_artifact(context.organization, prn))
+    services.artifact_delete(
+        artifact=selectors.get_artifact(context.organization, prn), actor=context.actor
+    )
     return Status(204, None)
 
 
@@ -80,6 +85,7 @@ def create_artifact_version(request: HttpRequest, payload: ArtifactVersionCreate
     artifact = selectors.get_artifact(context.organization, payload.artifact_prn, "artifact_prn")
     version = services.artifact_version_create(
         artifact=artifact,
+        actor=context.actor,
         version=payload.version,
         description=payload.description,
         custom_metadata=payload.custom_metadata,
@@ -119,7 +125,9 @@ def update_artifact_version(
 ) -> dict:
     context = writer(request, "changing artifact versions")
     version = selectors.get_artifact_version(context.organization, prn)
-    version = services.artifact_version_update(artifact_version=version, **fields_set(payload))
+    version = services.artifact_version_update(
+        artifact_version=version, actor=context.actor, **fields_set(payload)
+    )
     return {"artifact_version": ArtifactVersionOut.from_model(version)}
 
 
@@ -127,5 +135,5 @@ def update_artifact_version(
 def delete_artifact_version(request: HttpRequest, prn: str) -> Status[None]:
     context = writer(request, "deleting artifact versions")
     version = selectors.get_artifact_version(context.organization, prn)
-    services.artifact_version_delete(artifact_version=version)
+    services.artifact_version_delete(artifact_version=version, actor=context.actor)
     return Status(204, None)

@@ -41,6 +41,7 @@ class AuditParams(Schema):
     action: str | None = None
     object: str | None = None
     actor: str | None = None
+    source: str | None = None
     since: IsoDateTime = None
     until: IsoDateTime = None
     limit: int = 50
@@ -59,6 +60,7 @@ def _filters(params: AuditParams) -> timeline.Filters:
         action=params.action or None,
         object_prn=params.object or None,
         actor=params.actor or None,
+        source=params.source or None,
         since=params.since,
         until=params.until,
     )

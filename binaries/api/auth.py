@@ -4,7 +4,7 @@
 The key names the organization; the role is its user's membership there.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.http import HttpRequest
 from ninja.security.base import AuthBase
@@ -14,7 +14,7 @@ from ninja.utils import check_csrf
 from peridio_console.accounts import roles
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.membership import current_membership
-from peridio_console.accounts.models import ApiKey, Organization, Role
+from peridio_console.accounts.models import ApiKey, EventSource, Organization, Role
 from peridio_console.accounts.services import api_key_authenticate, role_of
 from peridio_console.core.errors import DomainError, PermissionDenied
 
@@ -69,7 +69,8 @@ class ApiKeyAuth(HttpAuthBase):
     openapi_description = "An API key: `Authorization: Bearer pdo_…` (or `Token pdo_…`)."
 
     def __call__(self, request: HttpRequest) -> ApiContext:
-        return authenticate_header(request.headers.get("Authorization", ""))
+        context = authenticate_header(request.headers.get("Authorization", ""))
+        return replace(context, actor=context.actor.from_request(request, EventSource.API))
 
 
 def api_context(request: HttpRequest) -> ApiContext:
@@ -122,6 +123,6 @@ class ConsoleSessionAuth(AuthBase):
         return ApiContext(
             api_key=None,
             organization=membership.organization,
-            actor=Actor.for_user(request.user),
+            actor=Actor.for_user(request.user).from_request(request, EventSource.CONSOLE),
             role=membership.role,
         )

@@ -33,16 +33,21 @@ def binary_download_url(request: HttpRequest, prn: str, expires_in: int | None =
 
 @router.get("/binaries/{prn}/download_counts", response={200: DownloadCounts, **ERRORS})
 def binary_download_counts(request: HttpRequest, prn: str, days: int = 30) -> dict:
-    """Download URLs issued per day for one binary over the last 7, 30 or 90 days."""
+    """One binary's downloads per day over the last 7, 30 or 90 days: `counts` says what is
+    counted (completed downloads and bytes served on the filesystem backend, download URLs
+    issued where presigned or CloudFront URLs serve the bytes)."""
     context = api_context(request)
     binary = selectors.get_binary(context.organization, prn)
-    return {
-        "download_counts": downloads.daily_counts(context.organization, binary=binary, days=days)
-    }
+    return _counts(downloads.daily_counts(context.organization, binary=binary, days=days))
 
 
 @router.get("/download_counts", response={200: DownloadCounts, **ERRORS})
 def organization_download_counts(request: HttpRequest, days: int = 30) -> dict:
-    """Download URLs issued per day across the organization."""
+    """The same across the organization."""
     context = api_context(request)
-    return {"download_counts": downloads.daily_counts(context.organization, days=days)}
+    return _counts(downloads.daily_counts(context.organization, days=days))
+
+
+def _counts(counted: tuple[str, list[dict]]) -> dict:
+    what, days = counted
+    return {"counts": what, "label": downloads.LABELS[what], "download_counts": days}

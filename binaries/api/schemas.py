@@ -225,9 +225,19 @@ class DownloadUrlOut(Schema):
 class DailyCount(Schema):
     date: str = Field(..., json_schema_extra={"format": "date"})
     count: int
+    bytes: int | None = Field(
+        ..., description="Bytes served that day (completed_downloads only; null otherwise)."
+    )
 
 
 class DownloadCounts(Schema):
+    counts: str = Field(
+        ...,
+        description="completed_downloads (the server serves the bytes: filesystem backend) or "
+        "urls_issued (presigned or CloudFront URLs serve them; only issuing is known).",
+        examples=["completed_downloads"],
+    )
+    label: str = Field(..., examples=["Completed downloads"])
     download_counts: list[DailyCount]
 
 

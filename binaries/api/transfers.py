@@ -6,7 +6,7 @@ The request body is read as a stream, never as request.body.
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core import signing
@@ -108,24 +108,35 @@ class RangeStream:
     away before the body is read (a generator that never started would keep it open).
     """
 
-    def __init__(self, handle: Any, start: int, length: int):
+    def __init__(
+        self,
+        handle: Any,
+        start: int,
+        length: int,
+        on_done: Callable[[int, bool], None] | None = None,
+    ):
         self.handle, self.start, self.length = handle, start, length
+        self.on_done, self.sent = on_done, 0
 
     def __iter__(self) -> Iterator[bytes]:
         try:
             self.handle.seek(self.start)
-            left = self.length
-            while left > 0:
-                chunk = self.handle.read(min(storage.READ_BUFFER, left))
+            while self.sent < self.length:
+                chunk = self.handle.read(min(storage.READ_BUFFER, self.length - self.sent))
                 if not chunk:
                     return
-                left -= len(chunk)
                 yield chunk
+                self.sent += len(chunk)  # once the server took it
         finally:
-            self.handle.close()
+            self.close()
 
     def close(self) -> None:
+        """Close the file and report what was sent (once), whether the body was read to its
+        end or the client went away."""
         self.handle.close()
+        done, self.on_done = self.on_done, None
+        if done is not None and self.sent:
+            done(self.sent, self.sent == self.length)
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -177,7 +188,12 @@ def binary_download(request: HttpRequest, token: str) -> HttpResponseBase:
     else:
         start, end, status = 0, size - 1, 200
     length = max(0, end - start + 1)
-    body: Any = [] if request.method == "HEAD" else RangeStream(handle, start, length)
+    last_byte = end == size - 1
+
+    def served(sent: int, whole_range: bool) -> None:
+        downloads.record_served(binary, sent, completed=whole_range and last_byte)
+
+    body: Any = [] if request.method == "HEAD" else RangeStream(handle, start, length, served)
     if request.method == "HEAD":
         handle.close()
     response = StreamingHttpResponse(body, status=status, content_type="application/octet-stream")

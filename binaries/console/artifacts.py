@@ -23,7 +23,11 @@ from binaries.console.forms import (
     BinaryFilterForm,
 )
 from binaries.models import Artifact, Binary
-from peridio_console.accounts.membership import current_membership, membership_or_404
+from peridio_console.accounts.membership import (
+    console_actor,
+    current_membership,
+    membership_or_404,
+)
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import add_domain_error, submit
 
@@ -66,7 +70,9 @@ def artifact_create(request: HttpRequest) -> HttpResponse:
     artifact = submit(
         request,
         form,
-        lambda data: services.artifact_create(organization=membership.organization, **data),
+        lambda data: services.artifact_create(
+            organization=membership.organization, actor=console_actor(request), **data
+        ),
         lambda artifact: f"Artifact {artifact.name} created.",
     )
     if artifact is not None:
@@ -106,7 +112,9 @@ def artifact_version_create(request: HttpRequest, artifact_id: UUID) -> HttpResp
     version = submit(
         request,
         form,
-        lambda data: services.artifact_version_create(artifact=artifact, **data),
+        lambda data: services.artifact_version_create(
+            artifact=artifact, actor=console_actor(request), **data
+        ),
         lambda version: f"Version {version.version} created.",
     )
     if version is not None:

@@ -24,32 +24,6 @@ from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import add_domain_error
 from peridio_console.core.prn import MalformedPRN, parse_prn
 
-AUDIT_ACTIONS = (
-    "binary.created",
-    "binary.hashable",
-    "binary.hashing",
-    "binary.signable",
-    "binary.signed",
-    "binary.uploadable",
-    "binary.destroyed",
-    "binary.requeued",
-    "binary.upload_cleaned",
-    "binary.integrity_failed",
-    "binary_signature.created",
-    "binary_signature.deleted",
-    "download_url.issued",
-    "signing_key.created",
-    "signing_key.revoked",
-    "api_key.created",
-    "api_key.revoked",
-    "membership.invited",
-    "membership.invitation_declined",
-    "membership.invitation_cancelled",
-    "membership.added",
-    "membership.changed",
-    "membership.removed",
-)
-
 
 def _audit_filters(
     request: HttpRequest, action: str | None = None
@@ -62,6 +36,7 @@ def _audit_filters(
         action=action or data["action"] or None,
         object_prn=data["object"] or None,
         actor=data["actor"] or None,
+        source=data["source"] or None,
         since=data["since"],
         until=data["until"],
     )
@@ -112,7 +87,6 @@ def _timeline_page(
         "entries": entries,
         "next_query": query_with(request, page=next_page) if next_page else "",
         "export_query": export,
-        "actions": AUDIT_ACTIONS,
     }
     return render(request, template, context)
 

@@ -87,30 +87,42 @@ def _progress(binary: Binary) -> dict[str, Any]:
     }
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 600, 120, 16
+# The plot area inside the SVG, with room on the left for the count axis and below for dates.
+CHART_WIDTH, CHART_HEIGHT, CHART_LEFT, CHART_BOTTOM, CHART_TOP = 640, 170, 40, 30, 12
 
 
 def _download_chart(binary: Binary) -> dict[str, Any]:
-    """Download URLs issued per day over 30 days, as bar geometry for an inline SVG."""
-    counts = downloads.daily_counts(binary.organization, binary=binary, days=30)
+    """Downloads per day over 30 days (what downloads.counted() counts), as an inline SVG's
+    geometry: bars, a count axis (0 and the highest day), and a date every week."""
+    what, counts = downloads.daily_counts(binary.organization, binary=binary, days=30)
     highest = max(day["count"] for day in counts)
-    slot = CHART_WIDTH / len(counts)
+    plot_width, base = CHART_WIDTH - CHART_LEFT, CHART_HEIGHT - CHART_BOTTOM
+    slot = plot_width / len(counts)
     bars = []
     for i, day in enumerate(counts):
-        height = round(day["count"] / (highest or 1) * (CHART_HEIGHT - CHART_TOP), 1)
+        height = round(day["count"] / (highest or 1) * (base - CHART_TOP), 1)
         bars.append(
             {
                 **day,
-                "x": round(i * slot + 1, 1),
+                "x": round(CHART_LEFT + i * slot + 1, 1),
                 "width": round(slot - 2, 1),
-                "y": round(CHART_HEIGHT - height, 1),
+                "y": round(base - height, 1),
                 "height": height,
+                "label_x": round(CHART_LEFT + (i + 0.5) * slot, 1),
+                "tick": i % 7 == 0 or i == len(counts) - 1,
             }
         )
+    served = sum(day["bytes"] or 0 for day in counts)
     return {
         "bars": bars,
         "width": CHART_WIDTH,
         "height": CHART_HEIGHT,
+        "left": CHART_LEFT,
+        "base": base,
+        "top": CHART_TOP,
+        "label": downloads.LABELS[what],
+        "completed": what == downloads.COMPLETED,
+        "bytes": served,
         "total": sum(day["count"] for day in counts),
         "highest": highest,
         "first": counts[0]["date"],

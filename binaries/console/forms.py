@@ -9,7 +9,7 @@ from django import forms
 from binaries.models import SigningKey, State
 from binaries.services import MAX_REASON
 from binaries.validation import MAX_DESCRIPTION, to_utc
-from peridio_console.accounts.models import Organization
+from peridio_console.accounts.models import AuditAction, EventSource, Organization
 
 MAX_SIGNATURE_FILE = 16 * 1024
 SIGNATURE_TEXT_RE = re.compile(r"^[0-9A-Za-z+/=_\-\s]+$")
@@ -187,14 +187,14 @@ class UtcDateTimeField(forms.DateTimeField):
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(
-        max_length=64,
-        required=False,
-        widget=forms.TextInput(attrs={"list": "audit-actions"}),
-        help_text="For example binary.destroyed or download_url.issued.",
-    )
+    action = forms.ChoiceField(choices=[("", "any action"), *AuditAction.choices], required=False)
     object = forms.CharField(max_length=256, required=False, label="Object PRN")
-    actor = forms.CharField(max_length=160, required=False, help_text="Part of a name.")
+    actor = forms.CharField(
+        max_length=160,
+        required=False,
+        help_text="A member's username, or an actor as shown (system: janitor).",
+    )
+    source = forms.ChoiceField(choices=[("", "any source"), *EventSource.choices], required=False)
     since = UtcDateTimeField(
         required=False,
         label="Since (UTC)",

@@ -4,9 +4,8 @@ from django.db.models import F, Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import Invitation, Membership
+from peridio_console.accounts.models import EventSource, Invitation, Membership
 from peridio_console.accounts.roles import require_role
-from peridio_console.accounts.throttle import client_address
 
 SESSION_ORG = "organization_slug"
 
@@ -55,4 +54,4 @@ def require_member_role(membership: Membership, needed: str, doing: str) -> None
 
 
 def console_actor(request: HttpRequest) -> Actor:
-    return Actor.for_user(request.user).with_ip(client_address(request) or None)
+    return Actor.for_user(request.user).from_request(request, EventSource.CONSOLE)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from peridio_console.core.append_only import AppendOnlyModel
 from peridio_console.core.prn import format_prn
 
 
@@ -150,8 +151,60 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
 
-class AuditEvent(models.Model):
-    """Who did what, for everything that is not a lifecycle move (those are BinaryEvents)."""
+class AuditAction(models.TextChoices):
+    """Every action the audit trail records: the one list the console's filter shows and the
+    API accepts. binary.* events are BinaryEvents (the binary's timeline), the rest
+    AuditEvents; a binary.<state> action is the move to that state."""
+
+    BINARY_CREATED = "binary.created"
+    BINARY_UPDATED = "binary.updated"
+    BINARY_HASHABLE = "binary.hashable"
+    BINARY_HASHING = "binary.hashing"
+    BINARY_SIGNABLE = "binary.signable"
+    BINARY_SIGNED = "binary.signed"
+    BINARY_UPLOADABLE = "binary.uploadable"
+    BINARY_DESTROYED = "binary.destroyed"
+    BINARY_REQUEUED = "binary.requeued"
+    BINARY_UPLOAD_CLEANED = "binary.upload_cleaned"
+    BINARY_INTEGRITY_FAILED = "binary.integrity_failed"
+    ARTIFACT_CREATED = "artifact.created"
+    ARTIFACT_UPDATED = "artifact.updated"
+    ARTIFACT_DELETED = "artifact.deleted"
+    ARTIFACT_VERSION_CREATED = "artifact_version.created"
+    ARTIFACT_VERSION_UPDATED = "artifact_version.updated"
+    ARTIFACT_VERSION_DELETED = "artifact_version.deleted"
+    BINARY_SIGNATURE_CREATED = "binary_signature.created"
+    BINARY_SIGNATURE_DELETED = "binary_signature.deleted"
+    DOWNLOAD_URL_ISSUED = "download_url.issued"
+    SIGNING_KEY_CREATED = "signing_key.created"
+    SIGNING_KEY_UPDATED = "signing_key.updated"
+    SIGNING_KEY_REVOKED = "signing_key.revoked"
+    API_KEY_CREATED = "api_key.created"
+    API_KEY_UPDATED = "api_key.updated"
+    API_KEY_REVOKED = "api_key.revoked"
+    MEMBERSHIP_INVITED = "membership.invited"
+    MEMBERSHIP_INVITATION_DECLINED = "membership.invitation_declined"
+    MEMBERSHIP_INVITATION_CANCELLED = "membership.invitation_cancelled"
+    MEMBERSHIP_ADDED = "membership.added"
+    MEMBERSHIP_CHANGED = "membership.changed"
+    MEMBERSHIP_REMOVED = "membership.removed"
+    ORGANIZATION_CREATED = "organization.created"
+    ORGANIZATION_UPDATED = "organization.updated"
+
+
+class EventSource(models.TextChoices):
+    """Where a change came from (Actor.source)."""
+
+    API = "api"
+    CONSOLE = "console"
+    CLI = "cli"
+    ADMIN = "admin"
+    TASK = "task"
+
+
+class AuditEvent(AppendOnlyModel):
+    """Who did what, for everything that is not a binary's own event (those are BinaryEvents,
+    read with these as one trail by binaries.timeline). Append-only."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     actor_user = models.ForeignKey(
@@ -161,18 +214,25 @@ class AuditEvent(models.Model):
         ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=160)
-    action = models.CharField(max_length=64)
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
+    source = models.CharField(max_length=16, choices=EventSource.choices, blank=True)
     object_prn = models.CharField(max_length=256, blank=True)
+    # The before/after of each changed field: {"changes": {field: [before, after]}}, and
+    # whatever else identifies what was done.
     details = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["at", "id"]
         indexes = [
             models.Index(fields=["organization", "at", "id"]),
-            models.Index(fields=["organization", "action", "at"]),
-            models.Index(fields=["object_prn", "at"]),
+            models.Index(fields=["organization", "action", "at", "id"]),
+            models.Index(fields=["organization", "source", "at", "id"]),
+            models.Index(fields=["organization", "actor_user", "at", "id"]),
+            models.Index(fields=["organization", "actor_label", "at", "id"]),
+            models.Index(fields=["object_prn", "at", "id"]),
         ]
 
     def __str__(self) -> str:

@@ -12,6 +12,7 @@ from peridio_console.accounts import audit
 from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import (
     ApiKey,
+    AuditAction,
     Invitation,
     Membership,
     Organization,
@@ -32,7 +33,9 @@ def unique_slug(name: str) -> str:
     return slug
 
 
-def organization_create(*, name: str, admin_username: str, password: str | None = None):
+def organization_create(
+    *, name: str, admin_username: str, password: str | None = None, actor: Actor | None = None
+):
     """Create an organization with an admin member. Returns (org, user, new_password or None)."""
     if not name or not name.strip():
         raise InvalidInput("An organization needs a name.", field="name")
@@ -50,6 +53,16 @@ def organization_create(*, name: str, admin_username: str, password: str | None 
             user.set_password(password)
             user.save(update_fields=["password"])
         Membership.objects.create(user=user, organization=org, role=Role.ADMIN)
+        audit.record(
+            organization=org,
+            actor=actor or Actor.system("organization setup"),
+            action=AuditAction.ORGANIZATION_CREATED,
+            object_prn=org.prn,
+            details={
+                "changes": audit.changes({}, {"name": org.name, "slug": org.slug}),
+                "admin": user.get_username(),
+            },
+        )
     return org, user, new_password
 
 
@@ -309,7 +322,10 @@ def membership_change_role(*, membership: Membership, role: str, actor: Actor) -
             actor=actor,
             action="membership.changed",
             object_prn=current.organization.prn,
-            details={"user": current.user.get_username(), "from": current.role, "to": role},
+            details={
+                "user": current.user.get_username(),
+                "changes": {"role": [current.role, role]},
+            },
         )
     membership.refresh_from_db()
     return membership

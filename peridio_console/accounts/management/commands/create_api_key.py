@@ -1,9 +1,12 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from peridio_console.accounts.actors import Actor
 from peridio_console.accounts.models import Organization
-from peridio_console.accounts.services import api_key_create
+from peridio_console.accounts.services import api_key_issue
 from peridio_console.core.errors import DomainError
+
+COMMAND = Actor.system("manage.py create_api_key")
 
 
 class Command(BaseCommand):
@@ -22,7 +25,9 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user named {options['user']!r}.")
         try:
-            _, secret = api_key_create(organization=org, user=user, name=options["name"])
+            _, secret = api_key_issue(
+                organization=org, user=user, actor=COMMAND, name=options["name"]
+            )
         except DomainError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(secret)
