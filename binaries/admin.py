@@ -50,10 +50,9 @@ class ArtifactAdmin(ServiceAdmin):
     fields = ["name", "description", "custom_metadata", "prn", "organization", "created_at"]
     editable = ("name", *EDITABLE_TEXT)
     form = _form(*editable)
-    audit_action = "artifact.updated"
 
     def apply(self, obj: Artifact, values: dict[str, Any], actor: Actor) -> None:
-        services.artifact_update(artifact=obj, **values)
+        services.artifact_update(artifact=obj, actor=actor, **values)
 
 
 @admin.register(ArtifactVersion)
@@ -65,10 +64,9 @@ class ArtifactVersionAdmin(ServiceAdmin):
     fields = ["version", "artifact", "description", "custom_metadata", "prn", "created_at"]
     editable = EDITABLE_TEXT
     form = _form(*editable)
-    audit_action = "artifact_version.updated"
 
     def apply(self, obj: ArtifactVersion, values: dict[str, Any], actor: Actor) -> None:
-        services.artifact_version_update(artifact_version=obj, **values)
+        services.artifact_version_update(artifact_version=obj, actor=actor, **values)
 
 
 def _sha256(value: str | None) -> str:
@@ -150,12 +148,11 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
     ]
     editable = EDITABLE_TEXT
     form = _form(*editable)
-    audit_action = "binary.updated"
     actions = ["destroy", "reset_to_uploadable"]
     object_actions = {"destroy": "Destroy…", "reset_to_uploadable": "Reset to uploadable…"}
 
     def apply(self, obj: Binary, values: dict[str, Any], actor: Actor) -> None:
-        services.binary_update(binary=obj, **values)
+        services.binary_update(binary=obj, actor=actor, **values)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Binary], search_term: str
@@ -216,7 +213,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
         )
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td><code>{}</code></td></tr>",
             (
                 (
@@ -224,6 +221,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
                     entry.action,
                     f"{entry.from_state or '(new)'} → {entry.to_state}" if entry.to_state else "",
                     entry.actor,
+                    entry.source or "",
                     entry.reason,
                     entry.ip or "",
                     json.dumps(entry.details, sort_keys=True) if entry.details else "",
@@ -238,7 +236,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
         )
         return format_html(
             "<table><thead><tr><th>at</th><th>action</th><th>state</th><th>actor</th>"
-            "<th>reason</th><th>IP</th><th>details</th></tr></thead><tbody>{}</tbody></table>{}",
+            "<th>source</th><th>reason</th><th>IP</th><th>details</th></tr></thead><tbody>{}</tbody></table>{}",
             rows,
             note,
         )
@@ -283,14 +281,10 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
 
 @admin.register(BinaryEvent)
 class BinaryEventAdmin(ReadOnlyAdmin):
-    list_display = ["at", "action", "binary", "from_state", "to_state", "actor_label", "reason"]
-    list_filter = ["to_state"]
+    list_display = ["at", "action", "binary", "actor_label", "source", "ip", "reason"]
+    list_filter = ["action", "source", "organization"]
     list_select_related = ["binary"]
     search_fields = ["binary__uuid", "actor_label", "reason"]
-
-    @admin.display(description="action")
-    def action(self, obj: BinaryEvent) -> str:
-        return timeline.binary_event_action(obj)
 
 
 @admin.register(SigningKey)

@@ -201,8 +201,8 @@ def test_it_destroys_a_binary_through_the_lifecycle(staff_client, staff_user, or
     event = binary.events.order_by("-id").first()
     assert event is not None
     assert (event.from_state, event.to_state) == (State.SIGNED, State.DESTROYED)
-    assert event.actor_user == staff_user
-    assert event.actor_label == "support"
+    assert (event.actor_user, event.actor_label) == (staff_user, "support")
+    assert (event.action, event.source, event.ip) == ("binary.destroyed", "admin", "127.0.0.1")
     assert event.reason == "customer asked, ticket 42"
 
 
@@ -222,7 +222,7 @@ def test_it_resets_a_binary_to_uploadable_through_the_lifecycle(
     event = binary.events.order_by("-id").first()
     assert event is not None
     assert (event.from_state, event.to_state) == (state, State.UPLOADABLE)
-    assert event.actor_user == staff_user
+    assert (event.actor_user, event.source) == (staff_user, "admin")
     assert event.reason == "stuck upload"
 
 
@@ -419,7 +419,7 @@ def test_it_ignores_a_crafted_post_of_a_locked_binary_field(staff_client, object
 
     assert response.status_code == 302
     assert Binary.objects.values().get(pk=binary.pk) == before
-    assert not AuditEvent.objects.filter(action="binary.updated").exists()
+    assert not BinaryEvent.objects.filter(action="binary.updated").exists()
 
 
 def test_it_refuses_to_add_a_binary(staff_client, objects):
@@ -500,8 +500,7 @@ def test_it_revokes_an_api_key_with_a_reason_as_the_staff_user(staff_client, sta
     assert b"Revoked 1 API key." in response.content
     assert api_key_authenticate(key.secret) is None
     event = AuditEvent.objects.get(action="api_key.revoked")
-    assert event.actor_user == staff_user
-    assert event.ip == "127.0.0.1"
+    assert (event.actor_user, event.source, event.ip) == (staff_user, "admin", "127.0.0.1")
     assert event.details == {
         "prefix": key.prefix,
         "name": "ci",
@@ -536,7 +535,7 @@ def test_it_revokes_a_signing_key_and_its_signatures_as_the_staff_user(
     assert key.revoked_at is not None
     assert signature.revoked_at == key.revoked_at
     event = AuditEvent.objects.get(action="signing_key.revoked", object_prn=key.prn)
-    assert event.actor_user == staff_user
+    assert (event.actor_user, event.source) == (staff_user, "admin")
     assert event.details["reason"] == "key compromised"
     assert event.details["signatures_revoked"] == 1
 
@@ -555,8 +554,16 @@ def test_it_revokes_nothing_without_a_reason(staff_client, org):
 # --- Edits: through the services, each audited with before and after ------------------------
 
 
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) support desk"
+
+
 def _change(client, label: str, obj, **data):
-    return client.post(_url(label, "change", obj.pk), {**data, "_save": "Save"}, follow=True)
+    return client.post(
+        _url(label, "change", obj.pk),
+        {**data, "_save": "Save"},
+        follow=True,
+        HTTP_USER_AGENT=BROWSER,
+    )
 
 
 def test_it_audits_an_edit_of_a_binary_with_before_and_after(staff_client, staff_user, objects):
@@ -573,10 +580,10 @@ def test_it_audits_an_edit_of_a_binary_with_before_and_after(staff_client, staff
     assert response.status_code == 200
     binary.refresh_from_db()
     assert (binary.description, binary.custom_metadata) == ("nightly", {"build": 42})
-    event = AuditEvent.objects.get(action="binary.updated")
-    assert event.object_prn == binary.prn
-    assert event.actor_user == staff_user
-    assert event.ip == "127.0.0.1"
+    event = BinaryEvent.objects.get(action="binary.updated")
+    assert event.binary == binary
+    assert (event.actor_user, event.source, event.ip) == (staff_user, "admin", "127.0.0.1")
+    assert event.user_agent == BROWSER
     assert event.details == {
         "changes": {"description": ["", "nightly"], "custom_metadata": [{}, {"build": 42}]}
     }
@@ -589,7 +596,7 @@ def test_it_records_nothing_when_nothing_changed(staff_client, objects):
 
     _change(staff_client, "binaries.binary", binary, description="", custom_metadata="{}")
 
-    assert not AuditEvent.objects.filter(action="binary.updated").exists()
+    assert not BinaryEvent.objects.filter(action="binary.updated").exists()
 
 
 @pytest.mark.parametrize(
@@ -613,7 +620,7 @@ def test_it_refuses_what_the_api_refuses_on_its_field(staff_client, objects, dat
     assert error in response.content.decode()
     binary.refresh_from_db()
     assert (binary.description, binary.custom_metadata) == ("", {})
-    assert not AuditEvent.objects.filter(action="binary.updated").exists()
+    assert not BinaryEvent.objects.filter(action="binary.updated").exists()
 
 
 def test_it_audits_a_renamed_artifact(staff_client, staff_user, objects):
@@ -633,6 +640,7 @@ def test_it_audits_a_renamed_artifact(staff_client, staff_user, objects):
     assert artifact.name == "renamed"
     event = AuditEvent.objects.get(action="artifact.updated")
     assert (event.object_prn, event.actor_user) == (artifact.prn, staff_user)
+    assert (event.source, event.user_agent) == ("admin", BROWSER)
     assert event.details == {"changes": {"name": [old, "renamed"]}}
 
 
@@ -677,7 +685,7 @@ def test_it_audits_a_renamed_api_key(staff_client, staff_user, objects):
     key.refresh_from_db()
     assert key.name == "deploy"
     event = AuditEvent.objects.get(action="api_key.updated")
-    assert event.actor_user == staff_user
+    assert (event.actor_user, event.source, event.user_agent) == (staff_user, "admin", BROWSER)
     assert event.details == {
         "prefix": key.prefix,
         "user": key.user.username,
@@ -713,7 +721,11 @@ def test_it_changes_a_role_through_the_members_service(staff_client, staff_user,
     assert membership.role == Role.VIEWER
     event = AuditEvent.objects.get(action="membership.changed")
     assert event.actor_user == staff_user
-    assert event.details == {"user": membership.user.username, "from": "engineer", "to": "viewer"}
+    assert (event.source, event.user_agent) == ("admin", BROWSER)
+    assert event.details == {
+        "user": membership.user.username,
+        "changes": {"role": ["engineer", "viewer"]},
+    }
 
 
 def test_it_keeps_the_last_admin_of_an_organization(staff_client, admin_membership):

@@ -22,27 +22,22 @@ from django.urls import URLPattern, path
 
 from peridio_console.accounts import audit, services
 from peridio_console.accounts.actors import Actor
-from peridio_console.accounts.models import ApiKey, AuditEvent, Membership, Organization
-from peridio_console.accounts.throttle import client_address
+from peridio_console.accounts.models import (
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    EventSource,
+    Membership,
+    Organization,
+)
 from peridio_console.core.errors import Conflict, DomainError
 
 MAX_REASON = 1000  # as binaries.services.MAX_REASON, which this layer cannot import
 
 
 def admin_actor(request: HttpRequest) -> Actor:
-    """The staff user, from where they are, via the admin."""
-    return (
-        Actor.for_user(request.user)
-        .with_ip(client_address(request) or None)
-        .via("admin", request.headers.get("User-Agent") or None)
-    )
-
-
-def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
-    """{field: [before, after]} for each field whose value differs."""
-    return {
-        field: [before[field], value] for field, value in after.items() if before[field] != value
-    }
+    """The staff user, with the request's address and user agent, source "admin"."""
+    return Actor.for_user(request.user).from_request(request, EventSource.ADMIN)
 
 
 # --- Read-only models: the audit trail and the records that only the lifecycle writes -----
@@ -89,7 +84,7 @@ class ServiceAdmin(admin.ModelAdmin):
     form = CleanedForm
     editable: ClassVar[tuple[str, ...]] = ()
     # The audit action of an edit; None when the service records its own event.
-    audit_action: ClassVar[str | None] = None
+    audit_action: ClassVar[AuditAction | None] = None
 
     def apply(self, obj: Any, values: dict[str, Any], actor: Actor) -> None:
         raise NotImplementedError
@@ -111,7 +106,7 @@ class ServiceAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool):
         current = type(obj).objects.get(pk=obj.pk)
         names = [field for field in self.editable if field in form.changed_data]
-        changes = changes_between(
+        changes = audit.changes(
             {field: getattr(current, field) for field in names},
             {field: form.cleaned_data[field] for field in names},
         )
@@ -260,7 +255,7 @@ class OrganizationAdmin(ServiceAdmin):
     search_fields = ["name", "slug", "uuid"]
     fields = ["name", "slug", "uuid", "prn", "created_at"]
     editable = ("name",)
-    audit_action = "organization.updated"
+    audit_action = AuditAction.ORGANIZATION_UPDATED
     inlines = [MembershipInline]
 
     def audit_subject(self, obj: Organization) -> tuple[Organization, str, dict[str, Any]]:
@@ -318,7 +313,7 @@ class ApiKeyAdmin(ObjectActions, ServiceAdmin):
     search_fields = ["name", "prefix", "user__username"]
     fields = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
     editable = ("name",)
-    audit_action = "api_key.updated"
+    audit_action = AuditAction.API_KEY_UPDATED
     actions = ["revoke"]
     object_actions = {"revoke": "Revoke…"}
 
@@ -346,8 +341,8 @@ class ApiKeyAdmin(ObjectActions, ServiceAdmin):
 class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail, as recorded: nothing here can add, change or delete an event."""
 
-    list_display = ["at", "action", "object_prn", "actor_label", "ip", "organization"]
-    list_filter = ["action", "organization"]
+    list_display = ["at", "action", "object_prn", "actor_label", "source", "ip", "organization"]
+    list_filter = ["action", "source", "organization"]
     list_select_related = ["organization"]
     search_fields = ["=object_prn", "actor_label", "=action"]
     date_hierarchy = "at"
