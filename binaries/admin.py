@@ -11,6 +11,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from binaries import moves, services, signatures, timeline
 from binaries.models import (
@@ -204,7 +205,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
         ]
         if not shown:
             return "none"
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{} ({}) {} {}</li>", shown))
+        return format_html_join(mark_safe("<br>"), "{} ({}) {} {}", shown)
 
     @admin.display(description="timeline (newest first)")
     def timeline(self, obj: Binary) -> str:
