@@ -246,18 +246,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
         description="Destroy selected binaries (deletes content)…", permissions=["change"]
     )
     def destroy(self, request: HttpRequest, queryset: QuerySet[Binary]) -> TemplateResponse | None:
-        return staff_action(
-            self,
-            request,
-            queryset.select_related("organization"),
-            action="destroy",
-            what="Destroy binaries",
-            perform=lambda binary, actor, reason: moves.destroy(
-                binary=binary, actor=actor, reason=reason
-            ),
-            named=lambda binary: f"Binary {binary.prn}",
-            done=lambda n: f"Destroyed {plural(n, 'binary', 'binaries')}.",
-        )
+        return self._move(request, queryset, "destroy", "Destroy binaries", "Destroyed {}.")
 
     @admin.action(
         description="Reset selected binaries to uploadable (deletes parts and content)…",
@@ -266,17 +255,23 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
     def reset_to_uploadable(
         self, request: HttpRequest, queryset: QuerySet[Binary]
     ) -> TemplateResponse | None:
+        what, done = "Reset binaries to uploadable", "Reset {} to uploadable."
+        return self._move(request, queryset, "reset_to_uploadable", what, done)
+
+    def _move(
+        self, request: HttpRequest, queryset: QuerySet[Binary], action: str, what: str, done: str
+    ) -> TemplateResponse | None:
+        """The action's move (moves.py) on each selected binary, once confirmed with a reason."""
+        move = {"destroy": moves.destroy, "reset_to_uploadable": moves.reset}[action]
         return staff_action(
             self,
             request,
             queryset.select_related("organization"),
-            action="reset_to_uploadable",
-            what="Reset binaries to uploadable",
-            perform=lambda binary, actor, reason: moves.reset(
-                binary=binary, actor=actor, reason=reason
-            ),
+            action=action,
+            what=what,
+            perform=lambda binary, actor, reason: move(binary=binary, actor=actor, reason=reason),
             named=lambda binary: f"Binary {binary.prn}",
-            done=lambda n: f"Reset {plural(n, 'binary', 'binaries')} to uploadable.",
+            done=lambda count: done.format(plural(count, "binary", "binaries")),
         )
 
 
