@@ -871,3 +871,44 @@ def test_it_filters_binaries_by_organization(staff_client, two_binaries, other_o
     )
 
     assert list(response.context["cl"].result_list) == [elsewhere]
+
+
+# --- Staff with fewer permissions ----------------------------------------------------------
+
+
+@pytest.fixture
+def viewing_staff(client, db):
+    """A staff user who may only view binaries and signing keys."""
+    from django.contrib.auth.models import Permission
+
+    user = UserFactory(is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_binary", "view_signingkey"])
+    )
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    ("label", "action"),
+    [("binaries.binary", "destroy"), ("binaries.signingkey", "revoke")],
+)
+def test_it_offers_no_staff_action_to_staff_who_may_only_view(viewing_staff, org, label, action):
+    binary = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
+    key = SigningKeyFactory(organization=org)
+    obj = binary if label == "binaries.binary" else key
+
+    page = viewing_staff.get(_url(label, "changelist"))
+    response = _act(viewing_staff, label, action, obj, reason="not allowed")
+    button = viewing_staff.get(
+        reverse(f"admin:{label.replace('.', '_')}_action", args=[obj.pk, action])
+    )
+
+    assert page.status_code == 200
+    assert f'value="{action}"'.encode() not in page.content
+    assert response.status_code == 200
+    assert button.status_code == 404
+    binary.refresh_from_db()
+    key.refresh_from_db()
+    assert (binary.state, key.revoked_at) == (State.SIGNED, None)
+    assert not AuditEvent.objects.exists()
