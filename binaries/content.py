@@ -30,7 +30,8 @@ def delete_destroyed(binary_id: int) -> bool:
     backend.delete(binary)
     if backend.exists(binary):
         raise storage.StorageError(f"The content of {binary.prn} is still in storage.")
-    Binary.objects.filter(pk=binary.pk).update(content_deleted_at=timezone.now())
+    # A discarded upload's id is kept until now, so that delete() could abort it.
+    Binary.objects.filter(pk=binary.pk).update(content_deleted_at=timezone.now(), upload_id=None)
     return True
 
 

@@ -18,8 +18,8 @@ from peridio_console.core.errors import Conflict
 
 # Every move the system may make, from -> {to}.
 ALLOWED: dict[str, frozenset[str]] = {
-    State.UPLOADABLE: frozenset({State.HASHABLE}),
-    State.HASHABLE: frozenset({State.HASHING, State.UPLOADABLE}),
+    State.UPLOADABLE: frozenset({State.HASHABLE, State.DESTROYED}),
+    State.HASHABLE: frozenset({State.HASHING, State.UPLOADABLE, State.DESTROYED}),
     State.HASHING: frozenset({State.SIGNABLE, State.UPLOADABLE}),
     State.SIGNABLE: frozenset({State.SIGNED, State.UPLOADABLE, State.DESTROYED}),
     State.SIGNED: frozenset({State.DESTROYED}),
@@ -31,7 +31,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 CLIENT_MOVES: dict[str, frozenset[str]] = {
     State.HASHABLE: frozenset({State.UPLOADABLE}),
     State.UPLOADABLE: frozenset({State.HASHABLE, State.HASHING, State.SIGNABLE}),
-    State.DESTROYED: frozenset({State.SIGNABLE, State.SIGNED}),
+    # Uploadable and hashable too (beyond the guide's diagram): an abandoned upload, or a binary
+    # made for the wrong target, must not hold its target for ever.
+    State.DESTROYED: frozenset({State.UPLOADABLE, State.HASHABLE, State.SIGNABLE, State.SIGNED}),
     State.SIGNED: frozenset({State.SIGNABLE}),  # only with a valid signature (moves.mark_signed)
 }
 

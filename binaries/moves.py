@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
+
 from binaries import content, lifecycle, signatures, tasks, uploads
-from binaries.models import Binary, State
+from binaries.models import Binary, BinaryPart, State
 from peridio_console.accounts.actors import Actor
 from peridio_console.core.errors import InvalidInput
 
@@ -31,11 +33,19 @@ def mark_hashable(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
     )
 
 
+# Where a client's request for `hashing` is answered with the binary as it is: hashing is the
+# verifier's move, and the hosted platform's CLI asks for it right after `hashable`, when the
+# verifier may have finished already.
+_UNFINISHED = frozenset({State.UPLOADABLE, State.HASHABLE})
+
+_HASHING_TAKEN_AS_DONE = frozenset({State.HASHABLE, State.HASHING, State.SIGNABLE, State.SIGNED})
+
+
 def confirm_hashing(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
-    """Hashing is the verifier's move; a client asking for it while it is due or under way
-    (the hosted platform's CLI does) changes nothing."""
+    """Hashing is the verifier's move; a client asking for it while it is due, under way or
+    done changes nothing."""
     binary.refresh_from_db()
-    if binary.state in (State.HASHABLE, State.HASHING):
+    if binary.state in _HASHING_TAKEN_AS_DONE:
         return binary
     raise _refused(binary, State.HASHING)
 
@@ -59,15 +69,32 @@ def reset(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
 
 def destroy(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
     """Content deleted after commit (retried until gone); the record, its signatures and
-    events stay for ever."""
-    return lifecycle.transition(
-        binary,
-        to=State.DESTROYED,
-        actor=actor,
-        reason=reason,
-        only_from=lifecycle.CLIENT_MOVES[State.DESTROYED],
-        after_commit=lambda: content.enqueue_discard(binary.pk),
-    )
+    events stay for ever.
+
+    An unfinished upload (uploadable, hashable) is discarded the same way, beyond the guide's
+    diagram, so that it frees its target: its part rows go in the same transaction (a part
+    write meanwhile is not taken), its bytes and any open multipart upload with the content
+    (the row keeps `upload_id` until the store confirms, so that the deletion can abort it)."""
+    binary.refresh_from_db()
+    unfinished = binary.state in _UNFINISHED
+    with transaction.atomic():
+        parts = BinaryPart.objects.filter(binary=binary)
+        removed = parts.count() if unfinished else 0
+        destroyed = lifecycle.transition(
+            binary,
+            to=State.DESTROYED,
+            actor=actor,
+            reason=reason,
+            details={"parts_removed": removed} if removed else None,
+            only_from=lifecycle.CLIENT_MOVES[State.DESTROYED],
+            # Refused (naming the state it is in) if the binary moved on since it was read.
+            guard={"state": binary.state} if unfinished else None,
+            set_fields=uploads.NO_PARTS if unfinished else None,
+            after_commit=lambda: content.enqueue_discard(binary.pk),
+        )
+        if unfinished:
+            parts.delete()
+    return destroyed
 
 
 def mark_signed(*, binary: Binary, actor: Actor, reason: str = "") -> Binary:
@@ -96,7 +123,7 @@ class ClientMove:
 
 MOVES: dict[str, ClientMove] = {
     State.HASHABLE: ClientMove(mark_hashable),
-    State.HASHING: ClientMove(confirm_hashing, frozenset({State.HASHABLE, State.HASHING})),
+    State.HASHING: ClientMove(confirm_hashing, _HASHING_TAKEN_AS_DONE),
     State.UPLOADABLE: ClientMove(reset, frozenset({State.UPLOADABLE})),
     State.DESTROYED: ClientMove(destroy),
     State.SIGNED: ClientMove(mark_signed, frozenset({State.SIGNED})),

@@ -33,7 +33,7 @@ from peridio_console.core.errors import Conflict, InvalidInput
 log = logging.getLogger(__name__)
 
 # The running totals of a binary whose parts are all removed (with the parts, in one transaction).
-_NO_PARTS = {"parts_count": 0, "parts_bytes": 0, "parts_max_index": 0}
+NO_PARTS = {"parts_count": 0, "parts_bytes": 0, "parts_max_index": 0}
 
 
 @dataclass
@@ -419,7 +419,7 @@ def reset(
                 "hashing_started_at": None,
                 "hashing_heartbeat_at": None,
                 "upload_id": None,
-                **_NO_PARTS,
+                **NO_PARTS,
             },
             details={"error": last_error} if last_error else None,
             after_commit=lambda: content.discard_now_or_later(snapshot),
@@ -446,7 +446,7 @@ def discard_upload(
         rows = Binary.objects.filter(pk=binary.pk, state=State.UPLOADABLE)
         if untouched_since is not None:
             rows = rows.filter(updated_at=untouched_since)
-        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now(), **_NO_PARTS):
+        if not rows.update(upload_id=None, last_error="", updated_at=timezone.now(), **NO_PARTS):
             return None
         count = BinaryPart.objects.filter(binary=binary).count()
         BinaryPart.objects.filter(binary=binary).delete()

@@ -254,28 +254,28 @@ def test_it_offers_no_other_action_on_a_binary_s_page(staff_client, objects, act
 
 def test_it_reports_each_binary_an_action_could_not_move(staff_client, org):
     signed = binary_in_state(State.SIGNED, artifact_version__artifact__organization=org)
-    fresh = binary_in_state(State.UPLOADABLE, artifact_version__artifact__organization=org)
+    fresh = binary_in_state(State.HASHING, artifact_version__artifact__organization=org)
 
     response = _act(staff_client, "binaries.binary", "destroy", signed, fresh, reason="cleanup")
 
     content = response.content.decode()
     assert "Destroyed 1 binary." in content
-    assert ": The binary is uploadable and cannot move to destroyed; " in content
+    assert ": The binary is hashing and cannot move to destroyed; " in content
     fresh.refresh_from_db()
-    assert fresh.state == State.UPLOADABLE
-    assert fresh.events.count() == 0
+    assert fresh.state == State.HASHING
+    assert not fresh.events.filter(to_state=State.DESTROYED).exists()
     signed.refresh_from_db()
     assert signed.state == State.DESTROYED
 
 
 def test_it_names_the_binary_it_could_not_move_by_its_exact_prn(staff_client, org):
-    fresh = binary_in_state(State.UPLOADABLE, artifact_version__artifact__organization=org)
+    fresh = binary_in_state(State.HASHING, artifact_version__artifact__organization=org)
 
     response = _act(staff_client, "binaries.binary", "destroy", fresh, reason="cleanup")
 
     # The admin's message list capitalizes the first letter: a message that starts with the
     # PRN shows "Prn:1:…", which is not a PRN a support engineer can paste anywhere.
-    assert f"{fresh.prn}: The binary is uploadable" in response.content.decode()
+    assert f"{fresh.prn}: The binary is hashing" in response.content.decode()
 
 
 def test_it_does_not_offer_state_as_an_editable_field(staff_user, objects):

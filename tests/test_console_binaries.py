@@ -278,7 +278,7 @@ def test_it_shows_the_last_error_prominently(engineer, version):
 @pytest.mark.parametrize(
     ("state", "shown", "hidden"),
     [
-        ("uploadable", [], ["Reset to uploadable", "Destroy binary", "Verify and attach"]),
+        ("uploadable", ["Destroy binary"], ["Reset to uploadable", "Verify and attach"]),
         ("hashing", ["Reset to uploadable"], ["Destroy binary", "Verify and attach"]),
         ("signable", ["Reset to uploadable", "Destroy binary", "Verify and attach"], []),
         ("destroyed", [], ["Reset to uploadable", "Destroy binary", "Get download URL"]),
@@ -384,16 +384,17 @@ def test_it_wants_the_target_typed_and_a_reason(engineer, binary):
     assert binary.state == State.SIGNABLE
 
 
-def test_it_refuses_to_destroy_an_uploadable_binary(engineer, version):
+def test_it_discards_an_uploadable_binary(engineer, version):
     binary = BinaryFactory(artifact_version=version, target="universal")
     response = engineer.post(
         reverse("console:binary_destroy", args=[binary.uuid]),
         {"confirm_target": "universal", "reason": "gone"},
         follow=True,
     )
+    assert response.status_code == 200
     binary.refresh_from_db()
-    assert binary.state == State.UPLOADABLE
-    assert b"The binary is uploadable and cannot move to destroyed" in response.content
+    assert binary.state == State.DESTROYED
+    assert binary.events.get(to_state=State.DESTROYED).reason == "gone"
 
 
 # --- Signatures -----------------------------------------------------------------------------

@@ -2,12 +2,22 @@
 signatures and events stay for ever, and nothing can be downloaded from it again."""
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS
+from django.test import TestCase
 
-from binaries import content, janitor, storage
+from binaries import content, hashing, janitor, moves, storage
 from binaries.models import Binary, BinaryEvent, BinarySignature, State
 from tests.api_helpers import error_of
 from tests.signing_helpers import on_commit, signable_binary, signed_binary
-from tests.upload_helpers import MiB, declare, new_binary, put_bytes, random_bytes, read_back
+from tests.upload_helpers import (
+    MiB,
+    declare,
+    new_binary,
+    put_bytes,
+    random_bytes,
+    read_back,
+    sha256,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -123,30 +133,68 @@ def test_it_lets_a_new_binary_take_the_destroyed_ones_target(
     }
 
 
-def test_it_refuses_to_destroy_a_binary_still_uploadable(
+def test_it_discards_an_unfinished_upload_and_frees_its_target(
     client, engineer_api, backend, version, actor
 ):
+    # Beyond the guide's diagram: an uploadable binary (an abandoned upload, or one made for
+    # the wrong target) can be destroyed, so it no longer holds its target.
     content = random_bytes(6 * MiB)
     binary = new_binary(version, actor, content)
     declared = declare(binary, 1, content[: 5 * MiB])
     assert put_bytes(client, declared, content[: 5 * MiB]) == 200
-    held = backend.listing()
-    events = BinaryEvent.objects.filter(binary=binary).count()
+    declare(binary, 2, content[5 * MiB :])  # declared, never sent: an open upload slot
+    assert stored_for(backend, binary)  # a part file, or an open multipart upload
+    neighbour = new_binary(version, actor, content, target="x86_64-linux-gnu")
+    declare(neighbour, 1, content[: 5 * MiB])
+    held_by_neighbour = stored_for(backend, neighbour)
+
+    response = destroy(engineer_api, binary, reason="Made for the wrong target")
+
+    assert response.status_code == 204, response.content
+    binary.refresh_from_db()
+    assert binary.state == State.DESTROYED
+    assert binary.parts.count() == 0
+    assert (binary.parts_count, binary.parts_bytes) == (0, 0)
+    assert binary.upload_id is None  # cleared once the store confirmed the deletion
+    assert binary.content_deleted_at is not None
+    assert stored_for(backend, binary) == []
+    assert stored_for(backend, neighbour) == held_by_neighbour
+    event = BinaryEvent.objects.get(binary=binary, to_state=State.DESTROYED)
+    assert (event.from_state, event.reason) == (State.UPLOADABLE, "Made for the wrong target")
+    assert event.details == {"parts_removed": 2}
+
+    again = engineer_api.post(
+        "/binaries",
+        {
+            "artifact_version_prn": version.prn,
+            "target": binary.target,
+            "hash": sha256(content),
+            "size": len(content),
+        },
+    )
+    assert again.status_code == 201, again.content
+
+
+def test_it_discards_a_hashable_binary_before_its_verification_runs(
+    client, engineer_api, backend, version, actor
+):
+    content = random_bytes(3000)
+    binary = new_binary(version, actor, content)
+    declared = declare(binary, 1, content)
+    assert put_bytes(client, declared, content) == 200
+    # The verification is queued once the move commits; held back here, it runs late.
+    with TestCase.captureOnCommitCallbacks(using=DEFAULT_DB_ALIAS, execute=False) as queued:
+        moves.mark_hashable(binary=binary, actor=actor)
+    assert binary.state == State.HASHABLE and queued
 
     response = destroy(engineer_api, binary)
 
-    assert response.status_code == 409
-    error = error_of(response)
-    assert error["code"] == "invalid_state_transition"
-    assert error["message"] == (
-        "The binary is uploadable and cannot move to destroyed; from uploadable it can move to: "
-        "hashable."
-    )
+    assert response.status_code == 204, response.content
+    assert stored_for(backend, binary) == []
+    hashing.verify(binary.pk)  # the queued verification, arriving late, changes nothing
     binary.refresh_from_db()
-    assert binary.state == State.UPLOADABLE
-    assert binary.parts.count() == 1
-    assert backend.listing() == held
-    assert BinaryEvent.objects.filter(binary=binary).count() == events
+    assert binary.state == State.DESTROYED
+    assert BinaryEvent.objects.filter(binary=binary, to_state=State.HASHING).count() == 0
 
 
 def test_it_destroys_a_signable_binary(client, engineer_api, backend, version, actor):

@@ -325,7 +325,7 @@ def test_a_client_asking_for_hashing_while_hashable_or_hashing_is_a_no_op(state,
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("state", [State.UPLOADABLE, State.SIGNABLE, State.SIGNED])
+@pytest.mark.parametrize("state", [State.UPLOADABLE, State.DESTROYED])
 def test_a_client_asking_for_hashing_from_elsewhere_is_refused(state, actor):
     binary = binary_in_state(state)
     with pytest.raises(lifecycle.TransitionRefused, match=f"The binary is {state}"):
