@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from binaries.models import BinarySignature
-from tests.factories import BinarySignatureFactory
+from binaries.models import BinaryEvent, BinarySignature
+from tests.factories import BinaryFactory, BinarySignatureFactory
 from tests.signing_helpers import signed_binary
 from tests.upload_helpers import random_bytes
 
@@ -65,3 +65,43 @@ def test_it_keeps_the_accounts_tables_and_history_where_an_earlier_release_left_
     with connection.cursor() as cursor:
         cursor.execute("SELECT name FROM peridio_console_organization WHERE id = %s", [org.pk])
         assert cursor.fetchone() == (org.name,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0009_writes_the_action_and_organization_of_events_written_before_them(version):
+    """Events written before 0008 had no action: 0009 gives each the action the trail used to
+    work out when reading it, and its binary's organization; sources stay unrecorded, but for
+    the system's tasks."""
+    binary = BinaryFactory(artifact_version=version)
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("binaries")[0]
+    before = ("binaries", "0008_binaryevent_action_source_ip")
+    migrate(before)
+    try:
+        old = MigrationExecutor(connection).loader.project_state(before).apps
+        Event = old.get_model("binaries", "BinaryEvent")
+        rows = {
+            "binary.created": ("", "uploadable", {}, "alice"),
+            "binary.hashable": ("uploadable", "hashable", {}, "alice (API key abc)"),
+            "binary.signable": ("hashing", "signable", {}, "system: verifier"),
+            "binary.requeued": ("hashing", "hashing", {"requeued": True}, "system: sweeper"),
+            "binary.upload_cleaned": ("uploadable", "uploadable", {"parts_removed": 2}, "bob"),
+            "binary.integrity_failed": ("signed", "signed", {"found": "x"}, "system: scrubber"),
+        }
+        ids = {
+            action: Event.objects.create(
+                binary_id=binary.pk,
+                actor_label=label,
+                from_state=from_state,
+                to_state=to_state,
+                details=details,
+            ).pk
+            for action, (from_state, to_state, details, label) in rows.items()
+        }
+    finally:
+        migrate(latest)
+
+    for action, pk in ids.items():
+        event = BinaryEvent.objects.get(pk=pk)
+        assert event.action == action
+        assert event.organization_id == binary.organization_id
+        assert event.source == ("task" if event.actor_label.startswith("system: ") else "")

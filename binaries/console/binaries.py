@@ -2,6 +2,7 @@
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib import messages
@@ -130,6 +131,19 @@ def _download_chart(binary: Binary) -> dict[str, Any]:
     }
 
 
+TIMELINE_SHOWN = 50
+
+
+def _timeline(binary: Binary) -> dict[str, Any]:
+    """The binary's latest events, oldest first; older ones are in the audit trail (linked)."""
+    latest = list(binary.events.select_related(None).order_by("-at", "-id")[: TIMELINE_SHOWN + 1])
+    return {
+        "events": latest[:TIMELINE_SHOWN][::-1],
+        "older_events": len(latest) > TIMELINE_SHOWN,
+        "trail_query": urlencode({"object": binary.prn}),
+    }
+
+
 def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[str, Any]:
     membership = membership_or_404(request)
     moves = lifecycle.allowed_client_moves(binary.state)
@@ -148,7 +162,7 @@ def _detail_context(request: HttpRequest, binary: Binary, **extra: Any) -> dict[
         "metadata": json.dumps(binary.custom_metadata, indent=2, sort_keys=True),
         "parts": BinaryPart.objects.filter(binary=binary).order_by("index"),
         "signatures": list(binary.signatures.all()),
-        "events": binary.events.order_by("at", "id"),
+        **_timeline(binary),
         "can_reset": can_write and State.UPLOADABLE in moves,
         "can_destroy": can_write and State.DESTROYED in moves,
         # Signable -> signed is the move; a signed binary takes more (e.g. after a key revoke).
