@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "bench_audit"
+BENCH_DB = os.environ.get("BENCH_AUDIT_DB", "bench_audit")  # a name of your own if shared
 BINARIES = 1_000
 MEMBERS = 12
 START = "2024-01-01T00:00:00Z"
@@ -185,7 +185,7 @@ def timed(client, url: str, repeat: int) -> list[float]:
 
 def api_deep_page(client, query: dict, pages: int) -> str:
     """The cursor `pages` pages into a filtered walk of GET /v1/audit_events."""
-    page = None
+    page = ""
     for _ in range(pages):
         body = client.get(
             "/v1/audit_events?" + urlencode({**query, **({"page": page} if page else {})})
