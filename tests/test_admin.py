@@ -422,6 +422,47 @@ def test_it_ignores_a_crafted_post_of_a_locked_binary_field(staff_client, object
     assert not BinaryEvent.objects.filter(action="binary.updated").exists()
 
 
+@pytest.mark.parametrize(
+    ("label", "editable", "locked"),
+    [
+        ("binaries.artifact", {"name": None, "custom_metadata": "{}"}, "organization"),
+        ("binaries.artifactversion", {"description": "", "custom_metadata": "{}"}, "artifact"),
+        ("binaries.artifactversion", {"description": "", "custom_metadata": "{}"}, "version"),
+        ("peridio_console.membership", {"role": "engineer"}, "organization"),
+        ("peridio_console.membership", {"role": "engineer"}, "user"),
+        ("peridio_console.apikey", {"name": None}, "user"),
+        ("peridio_console.organization", {"name": None}, "slug"),
+    ],
+)
+def test_it_ignores_a_crafted_post_of_other_locked_fields(
+    staff_client, objects, other_org, label, editable, locked
+):
+    obj = objects[label]
+    elsewhere = {
+        "organization": other_org.pk,
+        "artifact": ArtifactFactory(organization=other_org).pk,
+        "version": "9.9.9",
+        "user": UserFactory().pk,
+        "slug": "hijacked",
+    }[locked]
+    data = {field: getattr(obj, field) if v is None else v for field, v in editable.items()}
+    before = type(obj).objects.values(locked).get(pk=obj.pk)
+
+    response = staff_client.post(
+        _url(label, "change", obj.pk),
+        {
+            **data,
+            locked: elsewhere,
+            "memberships-TOTAL_FORMS": "0",
+            "memberships-INITIAL_FORMS": "0",
+            "_save": "Save",
+        },
+    )
+
+    assert response.status_code == 302
+    assert type(obj).objects.values(locked).get(pk=obj.pk) == before
+
+
 def test_it_refuses_to_add_a_binary(staff_client, objects):
     version = objects["binaries.artifactversion"]
     count = Binary.objects.count()
