@@ -90,7 +90,8 @@ def signing_key_rename(
 
 
 def signing_key_revoke(*, key: SigningKey, actor: Actor, reason: str = "") -> SigningKey:
-    """Revoke a key: kept for history, no new signatures, its signatures stop counting."""
+    """Revoke a key: kept for history, no new signatures, its signatures stop counting.
+    A reason (the admin asks staff for one) is kept in the event."""
     now = timezone.now()
     with transaction.atomic():
         if not SigningKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(

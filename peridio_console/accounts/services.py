@@ -131,8 +131,9 @@ def api_key_issue(
     return key, secret
 
 
-def api_key_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
-    """Revoke a key at once; revoking a revoked key changes nothing and records nothing."""
+def api_key_revoke(*, key: ApiKey, actor: Actor, reason: str = "") -> ApiKey:
+    """Revoke a key at once; revoking a revoked key changes nothing and records nothing.
+    A reason (the admin asks staff for one) is kept in the event."""
     now = timezone.now()
     with transaction.atomic():
         if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now):
@@ -140,7 +141,12 @@ def api_key_revoke(*, key: ApiKey, actor: Actor) -> ApiKey:
                 organization=key.organization,
                 actor=actor,
                 action="api_key.revoked",
-                details={"prefix": key.prefix, "name": key.name, "user": key.user.get_username()},
+                details={
+                    "prefix": key.prefix,
+                    "name": key.name,
+                    "user": key.user.get_username(),
+                    **({"reason": reason} if reason else {}),
+                },
             )
     key.refresh_from_db()
     return key
