@@ -161,7 +161,10 @@ def test_it_discards_an_unfinished_upload_and_frees_its_target(
     assert stored_for(backend, neighbour) == held_by_neighbour
     event = BinaryEvent.objects.get(binary=binary, to_state=State.DESTROYED)
     assert (event.from_state, event.reason) == (State.UPLOADABLE, "Made for the wrong target")
-    assert event.details == {"parts_removed": 2}
+    assert event.details == {
+        "parts_removed": 2,
+        "changes": {"state": ["uploadable", "destroyed"]},
+    }
 
     again = engineer_api.post(
         "/binaries",

@@ -232,7 +232,9 @@ def test_it_answers_507_in_plain_text_from_the_console_when_the_database_disk_is
         raise disk_full(cause)
 
     monkeypatch.setattr(moves, "reset", full)
-    response = console.post(f"/binaries/{binary.uuid}/reset", {"reason": "rebuild"})
+    response = console.post(
+        f"/binaries/{binary.uuid}/reset", {"reason": "rebuild", "confirm": "yes"}
+    )
 
     assert response.status_code == 507
     assert response["Content-Type"] == "text/plain; charset=utf-8"

@@ -493,7 +493,9 @@ def test_it_answers_503_and_writes_nothing_when_the_database_drops_in_a_console_
 
     # The drop comes after the state changed and before its event is written: all or nothing.
     with connection_dropped(lifecycle.BinaryEvent.objects, "create", before=True) as seen:
-        response = client.post(f"/binaries/{binary.uuid}/reset", {"reason": "rebuild"})
+        response = client.post(
+            f"/binaries/{binary.uuid}/reset", {"reason": "rebuild", "confirm": "yes"}
+        )
     connection.close()  # the test client keeps a dead connection; a server drops it
     assert seen["dropped"] == 1
     assert response.status_code == 503, response.content

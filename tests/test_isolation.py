@@ -142,6 +142,8 @@ def fill(pattern: str, world: World) -> list[str]:
         "url": [f"binaries/binary/{world.signed.pk}/"],
         "content_type_id": [str(ContentType.objects.get_for_model(Binary).pk)],
         "id": [str(world.membership.user.pk)],
+        # The admin's per-object actions (each behind its confirmation page).
+        "action": ["destroy", "reset_to_uploadable", "revoke"],
     }
     model = next((m for m in ADMIN_MODELS if f"admin/{m}/" in pattern), None)
     if model:
