@@ -14,6 +14,10 @@ from peridio_cli.errors import ApiError, Unavailable, UsageProblem
 
 API_TIMEOUT = httpx.Timeout(60.0, connect=15.0)
 TRANSFER_TIMEOUT = httpx.Timeout(600.0, connect=15.0)
+# Marking a binary hashable completes its upload in the request; on S3 the server gives the
+# store up to 10 minutes for that (COMPLETE_READ_TIMEOUT in binaries/storage/s3.py): moto took
+# more than 60 s for 5 GiB on a busy machine.
+COMPLETE_TIMEOUT = httpx.Timeout(660.0, connect=15.0)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"peridio-cli/{__version__} (peridio-console)"
 
@@ -148,6 +152,7 @@ class Api:
         params: dict[str, Any] | None = None,
         retries: int | None = None,
         accept: tuple[int, ...] = (),
+        timeout: httpx.Timeout = API_TIMEOUT,
     ) -> Any:
         """One API call; its JSON answer (None for 204). Idempotent calls (GET, PUT) are
         retried on network errors and 429/5xx with exponential backoff."""
@@ -159,7 +164,7 @@ class Api:
             started = time.monotonic()
             try:
                 response = self.http.request(
-                    method, path, json=json, params=clean or None, timeout=API_TIMEOUT
+                    method, path, json=json, params=clean or None, timeout=timeout
                 )
             except httpx.TransportError as exc:
                 ui.debug(f"{method} /v1{path}: {type(exc).__name__}: {exc}")
