@@ -181,14 +181,12 @@ def filesystem(work: Path, source: Path, args: argparse.Namespace) -> dict[str, 
 # --- S3 (moto) ----------------------------------------------------------------------------
 
 
-def s3(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
+def start_moto(parallel: int) -> tuple[subprocess.Popen, Any, dict[str, str]]:
+    """moto's server on a free loopback port with an empty bucket: (its process, a boto3
+    client, the server's storage settings pointing at it)."""
     import boto3
-    from boto3.s3.transfer import TransferConfig
     from botocore.config import Config
 
-    size = source.stat().st_size
-    part_size = limits.default_part_size(size)
-    parallel = limits.default_concurrency()
     port = free_port()
     moto = subprocess.Popen(
         [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -203,6 +201,7 @@ def s3(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
                 break
         except OSError:
             if time.monotonic() > deadline:
+                moto.kill()
                 raise SystemExit("moto_server did not start") from None
             time.sleep(0.1)
     client = boto3.client(
@@ -223,6 +222,16 @@ def s3(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_S3_ADDRESSING_STYLE": "path",
     }
+    return moto, client, storage
+
+
+def s3(work: Path, source: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from boto3.s3.transfer import TransferConfig
+
+    size = source.stat().st_size
+    part_size = limits.default_part_size(size)
+    parallel = limits.default_concurrency()
+    moto, client, storage = start_moto(parallel)
     stack = Stack(work / "s3", storage, debug=False)
     results: dict[str, list[float]] = {"cli": [], "floor": [], "upload": [], "download": []}
     peaks: list[int] = []

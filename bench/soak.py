@@ -8,14 +8,17 @@ list, for minutes on end.
 A throwaway VAR_DIR, a free loopback port. Each client's loop is in tests/serve_helpers.py.
 Reported: requests, refused connections, 5xx, other transport errors and unexpected statuses,
 binaries marked hashable and how many of them were verified (signable, their hash) within
---settle seconds after the clients stop, and the lines serve wrote about restarts. Goal:
-0 refused, 0 5xx, every binary marked hashable verified, no restart.
+--settle seconds after the clients stop, the lines serve wrote about restarts, and the
+machine's 1-minute load average (sampled every 10 s while the clients run: the cores may be
+shared with other work). Goal: 0 refused, 0 5xx, every binary marked hashable verified, no
+restart.
 """
 
 import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.serve_helpers import Served, Soak  # noqa: E402
+
+
+def sample_load(every: float, stop: threading.Event, into: list[float]) -> None:
+    while not stop.wait(every):
+        into.append(os.getloadavg()[0])
 
 
 def main() -> int:
@@ -41,9 +49,14 @@ def main() -> int:
                 f"{args.seconds:.0f} s, {os.cpu_count()} cores shared with the clients",
                 flush=True,
             )
+            loads: list[float] = []
+            stop = threading.Event()
+            sampler = threading.Thread(target=sample_load, args=(10, stop, loads), daemon=True)
+            sampler.start()
             started = time.monotonic()
             tally = soak.run(args.clients, args.seconds)
             elapsed = time.monotonic() - started
+            stop.set()
             unverified = soak.unverified(args.settle)
             restarts = [line for line in served.output().splitlines() if "[serve]" in line]
         finally:
@@ -58,6 +71,11 @@ def main() -> int:
         f"binaries marked hashable {marked} (after {tally.resets} resets), verified "
         f"{marked - len(unverified)}; serve stopped with status {status}"
     )
+    if loads:
+        print(
+            f"load average (1 min) while the clients ran: min {min(loads):.1f}, "
+            f"mean {sum(loads) / len(loads):.1f}, max {max(loads):.1f} on {os.cpu_count()} cores"
+        )
     for sample in tally.samples[:10]:
         print(f"    {sample}")
     for prn, state in list(unverified.items())[:10]:

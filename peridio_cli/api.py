@@ -22,6 +22,10 @@ CONNECT_TIMEOUT = 10.0
 TRANSFER_SECONDS = 600.0  # between two bytes of a part or a download
 API_RETRIES = 3  # idempotent calls: about 3.5 s of backoff
 UPLOAD_RETRIES = 6  # calls during an upload: about 23 s, as long as a part transfer keeps trying
+# Marking a binary hashable completes its upload in that request; on S3 the server gives the
+# store up to 10 minutes for it (COMPLETE_READ_TIMEOUT in binaries/storage/s3.py): moto took
+# 361 s for 5 GiB on a busy machine. That one call may take this long, whatever --timeout says.
+COMPLETE_SECONDS = 660.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = f"peridio-cli/{__version__} (peridio-console)"
 
@@ -285,6 +289,7 @@ class Api:
         params: dict[str, Any] | None = None,
         retries: int | None = None,
         accept: tuple[int, ...] = (),
+        at_least: float = 0.0,
     ) -> Any:
         """One API call; its JSON answer (None for 204). Idempotent calls (GET, PUT) are
         retried on network errors and 429/5xx with exponential backoff; the whole call,
@@ -296,9 +301,10 @@ class Api:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         attempt = 0
         began = time.monotonic()
+        budget = max(self.timeout, at_least)  # the whole call, retries included
         while True:
             started = time.monotonic()
-            left = self.timeout - (started - began)
+            left = budget - (started - began)
             try:
                 if left <= 0:
                     raise TimeoutError("no time left")
@@ -306,12 +312,12 @@ class Api:
             except (OSError, http.client.HTTPException) as exc:
                 ui.debug(f"{method} {self.prefix}{path}: {type(exc).__name__}: {exc}")
                 pause = backoff(attempt)
-                if attempt < retries and time.monotonic() + pause < began + self.timeout:
+                if attempt < retries and time.monotonic() + pause < began + budget:
                     ui.debug(f"{what}: {_reason(exc)}; retrying in {pause:.1f} s.")
                     time.sleep(pause)
                     attempt += 1
                     continue
-                raise network_error(exc, what, self.root, self.timeout) from None
+                raise network_error(exc, what, self.root, budget) from None
             ui.debug(
                 f"{method} {self.prefix}{path} -> {response.status_code} "
                 f"({(time.monotonic() - started) * 1000:.0f} ms)"
@@ -320,7 +326,7 @@ class Api:
             if (
                 response.status_code in RETRY_STATUSES
                 and attempt < retries
-                and time.monotonic() + pause < began + self.timeout
+                and time.monotonic() + pause < began + budget
             ):
                 ui.debug(f"retrying in {pause:.1f} s")
                 time.sleep(pause)

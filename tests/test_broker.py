@@ -2,6 +2,8 @@
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,7 +15,7 @@ import pytest
 from kombu.utils.json import dumps
 
 from peridio_console import broker
-from tests.server_helpers import manage, server_env
+from tests.server_helpers import ROOT, manage, server_env
 
 QUEUE = "celery"
 PAYLOAD = {
@@ -61,6 +63,11 @@ def stock_message_name(age: float = 0.0) -> str:
     return f"{round((time.monotonic() - age) * 1000)}_{uuid.uuid4()}.{QUEUE}.msg"
 
 
+def files_in(folder: Path) -> list[str]:
+    """The files in a folder (a queue's: its messages and anything being written)."""
+    return sorted(path.name for path in folder.iterdir() if path.is_file())
+
+
 @pytest.mark.parametrize("written", [0.0, 0.5], ids=["empty", "half-written"])
 def test_it_leaves_a_message_being_written_and_reads_it_once_whole(channel, queue_dir, written):
     data = dumps(PAYLOAD).encode()
@@ -95,7 +102,7 @@ def test_it_shows_a_put_message_to_consumers_only_once_it_is_whole(channel, queu
     assert size == len(dumps(PAYLOAD).encode())
     assert len(listing) == 1 and listing[0].startswith(".")
     assert channel._get(QUEUE) == PAYLOAD
-    assert os.listdir(queue_dir) == []
+    assert files_in(queue_dir) == []  # neither the message nor a temporary file
 
 
 def test_it_moves_aside_a_file_that_stays_unreadable_and_goes_on(channel, queue_dir, caplog):
@@ -232,3 +239,132 @@ def test_it_delivers_waiting_messages_from_the_worker_s_event_loop(connection):
 
     assert delay == connection.transport.polling_interval
     assert sorted(body["n"] for body in received) == [0, 1, 2]  # in the same ms: any order
+
+
+# --- Messages taken and not yet acknowledged ---------------------------------------------
+
+HOLD_ONE = """
+import sys, time, kombu
+options = {{"data_folder_in": {queue!r}, "data_folder_out": {queue!r},
+            "control_folder": {control!r}, "store_processed": False}}
+with kombu.Connection("filesystem://", transport="peridio_console.broker:Transport",
+                      transport_options=options) as conn:
+    with conn.SimpleQueue({name!r}) as queue:
+        print("connected", flush=True)
+        message = queue.get(timeout=10)  # taken, never acknowledged
+        print(message.payload["n"], flush=True)
+        time.sleep(120)
+"""
+
+
+def held_files(queue_dir: Path) -> list[str]:
+    """The message files consumers hold (taken, not yet acknowledged), in every holder."""
+    return sorted(path.name for path in (queue_dir / "unacked").glob("*/*.msg"))
+
+
+@pytest.fixture
+def holding(tmp_path, queue_dir):
+    """Start a process that takes one message of a queue and keeps it unacknowledged."""
+    started: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        code = HOLD_ONE.format(queue=str(queue_dir), control=str(tmp_path / "control"), name=name)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        started.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "connected\n"
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_it_gives_back_at_once_what_a_killed_consumer_held_and_not_before(
+    connection, queue_dir, holding, caplog
+):
+    with connection.SimpleQueue("held") as queue:
+        queue.put({"n": 1})
+        holder = holding("held")
+        assert holder.stdout is not None and holder.stdout.readline() == "1\n"
+        assert len(held_files(queue_dir)) == 1
+
+        with pytest.raises(Empty):  # its process is alive: the message is its own
+            queue.get(timeout=broker.GIVE_BACK_EVERY_SECONDS + 1.5)
+
+        holder.kill()
+        holder.wait(timeout=10)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="peridio_console.broker"):
+            message = queue.get(timeout=broker.GIVE_BACK_EVERY_SECONDS + 1.5)
+        waited = time.monotonic() - started
+        message.ack()
+
+    assert message.payload == {"n": 1}
+    assert message.delivery_info["redelivered"] is True
+    assert waited <= broker.GIVE_BACK_EVERY_SECONDS + 1, waited  # not the sweeper's minutes
+    assert [m for m in caplog.messages if m.startswith("Gave back 1 message(s)")]
+    assert held_files(queue_dir) == []
+    assert [p.name for p in (queue_dir / "unacked").iterdir()] == [
+        Path(broker.holder(str(queue_dir / "unacked")).path).name
+    ]  # the dead holder's folder is gone; this process's own remains
+
+
+def test_a_new_consumer_takes_back_a_dead_one_s_messages_when_it_starts(connection, holding):
+    with connection.SimpleQueue("restart") as queue:  # this one only publishes
+        queue.put({"n": 2})
+    holder = holding("restart")
+    assert holder.stdout is not None and holder.stdout.readline() == "2\n"
+    holder.kill()
+    holder.wait(timeout=10)
+
+    fresh = holding("restart")  # as the worker that serve starts in its place
+    started = time.monotonic()
+    assert fresh.stdout is not None and fresh.stdout.readline() == "2\n"
+    # At its first look at the queue, not after GIVE_BACK_EVERY_SECONDS.
+    assert time.monotonic() - started < broker.GIVE_BACK_EVERY_SECONDS - 1
+
+
+def test_it_forgets_a_message_once_acknowledged_rejected_or_taken_without_ack(
+    connection, queue_dir
+):
+    with connection.SimpleQueue("done") as simple:
+        queue = simple.queue
+        for n in range(3):
+            simple.put({"n": n})
+        first = simple.get(timeout=5)
+        assert len(held_files(queue_dir)) == 1
+        first.ack()
+        assert held_files(queue_dir) == []
+
+        second = simple.get(timeout=5)
+        second.reject(requeue=True)  # back in the queue, no longer held
+        assert held_files(queue_dir) == []
+        assert len(files_in(queue_dir)) == 2
+
+    received = []
+    with connection.Consumer(queue, no_ack=True, callbacks=[lambda body, m: received.append(body)]):
+        connection.drain_events(timeout=5)
+        connection.drain_events(timeout=5)
+
+    left = {0, 1, 2} - {first.payload["n"]}  # in one millisecond: any order
+    assert sorted(body["n"] for body in received) == sorted(left)
+    assert held_files(queue_dir) == []
+    assert files_in(queue_dir) == []
+
+
+def test_a_stopping_consumer_puts_back_what_it_held(connection, queue_dir):
+    mine = connection.clone()
+    with mine.SimpleQueue("stop") as queue:
+        queue.put({"n": 3})
+        queue.get(timeout=5)  # not acknowledged
+        assert len(held_files(queue_dir)) == 1
+    mine.release()  # as a worker's warm shutdown closes its channel
+
+    assert held_files(queue_dir) == []
+    with connection.SimpleQueue("stop") as queue:
+        assert queue.get(timeout=5).payload == {"n": 3}

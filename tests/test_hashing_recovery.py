@@ -3,8 +3,10 @@
 A run writes its heartbeat every second while it reads, however slow the reads are. A task
 delivered again because its worker died takes over a run whose heartbeat is older than
 HASHING_TAKEOVER_SECONDS, and leaves a live run (one that keeps beating) alone. Real workers on
-Redis and on RabbitMQ, killed mid-hash (the whole worker, or only its pool child): the binary
-is signable within GOAL_SECONDS of the kill, with one hashing -> signable move.
+Redis, on RabbitMQ and on the embedded broker (which gives a dead worker's messages back within
+GIVE_BACK_EVERY_SECONDS), killed mid-hash (the whole worker, or only its pool child), with a
+second worker running: the binary is signable within GOAL_SECONDS of the kill, with one
+hashing -> signable move.
 
 `CI=true .venv/bin/pytest tests/test_hashing_recovery.py -k killed -s` prints each recovery time.
 """
@@ -217,11 +219,14 @@ def unavailable(what: str) -> None:
     pytest.skip(f"needs {what}")
 
 
-@pytest.fixture(params=["redis", "rabbitmq"])
+@pytest.fixture(params=["redis", "rabbitmq", "filesystem"])
 def broker(request, tmp_path, settings, monkeypatch) -> Iterator[str]:
-    """A private redis-server, or the RabbitMQ at RABBITMQ_URL (each test has its own queue)."""
+    """A private redis-server, the RabbitMQ at RABBITMQ_URL (each test has its own queue), or
+    the embedded broker under the test's folder (the `workers` fixture sets it up)."""
     redis_server = None
-    if request.param == "redis":
+    if request.param == "filesystem":
+        url = "filesystem://"
+    elif request.param == "redis":
         if PrivateRedis.binary() is None:
             unavailable("redis-server (apt-get install -y redis-server)")
         redis_server = PrivateRedis(tmp_path / "redis.log").start()
@@ -237,7 +242,7 @@ def broker(request, tmp_path, settings, monkeypatch) -> Iterator[str]:
         url = RABBITMQ_URL
     settings.CELERY_BROKER_URL = url
     monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the settings
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}  # the filesystem's: `workers` sets them
     try:
         yield request.param
     finally:

@@ -247,9 +247,11 @@ def test_a_lost_answer_to_abort_counts_as_done(store, monkeypatch, org):
     assert store.listing() == []
 
 
-def test_only_complete_waits_long_for_its_answer(store):
-    """S3 may work for minutes on a large CompleteMultipartUpload; every other call fails fast."""
+def test_only_complete_and_reading_the_object_wait_long_for_an_answer(store):
+    """S3 may work for minutes on a large CompleteMultipartUpload, and a store may take a while
+    before the first byte of a large object; every other call fails fast."""
     backend = storage.get()
     assert backend.client.meta.config.read_timeout == 15
     assert backend.completing_client.meta.config.read_timeout == 600
+    assert backend.reading_client.meta.config.read_timeout == 120  # reading the whole object
     assert backend.completing_client.meta.config.connect_timeout == 5

@@ -29,6 +29,10 @@ from binaries.storage.base import (
 )
 
 COMPLETE_READ_TIMEOUT = 600  # seconds: S3 may work for minutes on a large upload's completion
+# seconds before the first byte of a whole-object GET: a store that assembles the object before
+# sending (moto reads all of it into memory) took more than 15 s for 5 GiB on a busy machine,
+# and each retry made it start over. A read that hangs later is the sweeper's to re-queue.
+OPEN_READ_TIMEOUT = 120
 SETTLE_SECONDS = 10.0  # how long a completion under way may take to show its object
 
 
@@ -67,6 +71,10 @@ class S3Storage:
         self.completing.client_config = self.backend.client_config.merge(
             Config(read_timeout=COMPLETE_READ_TIMEOUT)
         )
+        self.reading = copy.copy(self.backend)
+        self.reading.client_config = self.backend.client_config.merge(
+            Config(read_timeout=OPEN_READ_TIMEOUT)
+        )
 
     @property
     def client(self) -> Any:
@@ -75,6 +83,10 @@ class S3Storage:
     @property
     def completing_client(self) -> Any:
         return self.completing.connection.meta.client
+
+    @property
+    def reading_client(self) -> Any:
+        return self.reading.connection.meta.client
 
     @property
     def bucket(self) -> str:
@@ -302,7 +314,7 @@ class S3Storage:
         try:
             response = self._call(
                 "read the content",
-                self.client.get_object,
+                self.reading_client.get_object,
                 Bucket=self.bucket,
                 Key=self.key(binary),
             )

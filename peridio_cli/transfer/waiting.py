@@ -4,15 +4,16 @@ import time
 from typing import Any
 
 from peridio_cli import ui
-from peridio_cli.api import UPLOAD_RETRIES, Api, one_line
-from peridio_cli.errors import ApiError, Failed, Refused
+from peridio_cli.api import COMPLETE_SECONDS, UPLOAD_RETRIES, Api, one_line
+from peridio_cli.errors import ApiError, Failed, Refused, Unavailable
 
 DEFAULT_WAIT_SECONDS = 3600
 
 
 def mark_hashable(api: Api, prn: str, declare: dict[str, Any] | None = None) -> dict[str, Any]:
     """Tell the server the upload is finished (declaring hash or size first, in the same
-    request, when given); harmless if it already knows."""
+    request, when given); harmless if it already knows, and done if an answer was lost but
+    the server did it."""
     try:
         answer = api.call(
             "PATCH",
@@ -20,10 +21,11 @@ def mark_hashable(api: Api, prn: str, declare: dict[str, Any] | None = None) -> 
             json={**(declare or {}), "state": "hashable"},
             what=f"completing the upload of {prn} (state hashable)",
             retries=UPLOAD_RETRIES,
+            at_least=COMPLETE_SECONDS,
         )
         return answer["binary"]
-    except ApiError as exc:
-        if exc.status != 409:
+    except (ApiError, Unavailable) as exc:
+        if isinstance(exc, ApiError) and exc.status != 409:
             raise
         binary = api.get_binary(prn)
         if binary["state"] in ("hashable", "hashing", "signable", "signed"):
