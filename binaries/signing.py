@@ -210,7 +210,9 @@ def _verifies(key: object, scheme: str, signature: bytes, digest_hex: str) -> bo
             pss = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
             key.verify(signature, digest, pss, prehashed)  # type: ignore[attr-defined]
         elif scheme == SignatureScheme.ECDSA_SHA256:
-            key.verify(_ecdsa_der(key, signature), digest, ec.ECDSA(prehashed))  # type: ignore[attr-defined]
+            return any(
+                _ecdsa_verifies(key, der, digest, prehashed) for der in _ecdsa_der(key, signature)
+            )
         else:
             return False
     except (InvalidSignature, ValueError):
@@ -218,14 +220,24 @@ def _verifies(key: object, scheme: str, signature: bytes, digest_hex: str) -> bo
     return True
 
 
-def _ecdsa_der(key: object, signature: bytes) -> bytes:
-    """openssl writes DER; some tools write raw r||s. Accept both."""
+def _ecdsa_verifies(key: object, der: bytes, digest: bytes, prehashed: utils.Prehashed) -> bool:
+    try:
+        key.verify(der, digest, ec.ECDSA(prehashed))  # type: ignore[attr-defined]
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _ecdsa_der(key: object, signature: bytes) -> list[bytes]:
+    """openssl writes DER; some tools write raw r||s. Accept both: a signature of exactly
+    twice the curve's size is read both ways (raw r||s may begin with 0x30, DER's first byte,
+    one time in 256)."""
     size = (key.curve.key_size + 7) // 8  # type: ignore[attr-defined]
-    if len(signature) == 2 * size and signature[0] != 0x30:
-        r = int.from_bytes(signature[:size], "big")
-        s = int.from_bytes(signature[size:], "big")
-        return utils.encode_dss_signature(r, s)
-    return signature
+    if len(signature) != 2 * size:
+        return [signature]
+    r = int.from_bytes(signature[:size], "big")
+    s = int.from_bytes(signature[size:], "big")
+    return [utils.encode_dss_signature(r, s), signature]
 
 
 def verify(signing_key: SigningKey, signature_text: str, digest_hex: str) -> tuple[str, bytes]:

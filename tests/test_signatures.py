@@ -54,6 +54,21 @@ SCHEMES = [
 ]
 
 
+def test_it_takes_a_raw_ecdsa_signature_that_begins_like_der(engineer_api, binary, data):
+    # r || s whose first byte is 0x30 (DER's first byte, one signature in 256) was once taken
+    # for DER and refused; the suite met it by chance.
+    private = cached_key("ecdsa-p256")
+    key = register(engineer_api, public_pem(private))
+    raw = sign(private, data, "ecdsa-raw-rs")
+    while raw[0] != 0x30:
+        raw = sign(private, data, "ecdsa-raw-rs")  # ECDSA is randomised: a new (r, s) each time
+
+    response = attach(engineer_api, binary, raw.hex(), signing_key_prn=key["prn"])
+
+    assert response.status_code == 201, response.content
+    assert response.json()["binary_signature"]["scheme"] == "ecdsa-sha256"
+
+
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
 @pytest.mark.parametrize(("algorithm", "how", "scheme"), SCHEMES)
 def test_it_signs_a_binary_with_each_algorithm(
