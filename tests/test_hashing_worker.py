@@ -273,10 +273,17 @@ def test_a_worker_verifies_uploaded_binaries(client, backend, workers, version, 
     moves.mark_hashable(binary=good, actor=actor)  # queued on commit, to the real broker
     moves.mark_hashable(binary=bad, actor=actor)
 
+    def held(binary) -> list[str]:
+        return [key for key in backend.listing() if str(binary.uuid) in key]
+
+    # The failed binary's content is deleted once its move back to uploadable has committed,
+    # in the worker, a moment after the state can be seen here: wait for both.
     workers.wait_for(
-        lambda: state_of(good) == State.SIGNABLE and state_of(bad) == State.UPLOADABLE,
+        lambda: (
+            state_of(good) == State.SIGNABLE and state_of(bad) == State.UPLOADABLE and not held(bad)
+        ),
         VERIFY_TIMEOUT,
-        "one binary signable and the other back to uploadable",
+        "one binary signable, the other back to uploadable with its content deleted",
     )
     good.refresh_from_db()
     bad.refresh_from_db()
@@ -292,7 +299,6 @@ def test_a_worker_verifies_uploaded_binaries(client, backend, workers, version, 
         f"sha256:{sha256(bad_data)} ({len(bad_data)} bytes)."
     )
     assert bad.parts.count() == 0
-    assert not [key for key in backend.listing() if str(bad.uuid) in key]  # content deleted
     assert "Traceback" not in workers.output()
 
 
