@@ -50,8 +50,11 @@ def route_uploads(
     seen: list[str] = []
 
     def handle(route: Route) -> None:
-        (rest if seen else first)(route)
+        # Counted before acting: continuing a request lets Playwright dispatch the next
+        # request's handler meanwhile, which must already see this one.
+        chosen = rest if seen else first
         seen.append(route.request.url)
+        chosen(route)
 
     page.route("**/transfer/parts/**", handle)
 
