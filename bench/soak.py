@@ -57,7 +57,9 @@ def main() -> int:
             tally = soak.run(args.clients, args.seconds)
             elapsed = time.monotonic() - started
             stop.set()
+            settled = time.monotonic()
             unverified = soak.unverified(args.settle)
+            settled = time.monotonic() - settled
             restarts = [line for line in served.output().splitlines() if "[serve]" in line]
         finally:
             status = served.stop()
@@ -69,7 +71,8 @@ def main() -> int:
     )
     print(
         f"binaries marked hashable {marked} (after {tally.resets} resets), verified "
-        f"{marked - len(unverified)}; serve stopped with status {status}"
+        f"{marked - len(unverified)} (checked {settled:.0f} s after the clients stopped); "
+        f"serve stopped with status {status}"
     )
     if loads:
         print(

@@ -49,7 +49,10 @@ def _hash_stream(
     """
     digest = hashlib.sha256()
     total = 0
-    buffers = [memoryview(bytearray(storage.READ_BUFFER)) for _ in range(2)]
+    # Sized to the content (a read past the end brings the end): most binaries are far smaller
+    # than READ_BUFFER, and zeroing two 4 MiB buffers cost more than hashing them.
+    buffer_size = min(storage.READ_BUFFER, max(binary.size or 0, 1 << 16) + 1)
+    buffers = [memoryview(bytearray(buffer_size)) for _ in range(2)]
     with (
         storage.get().open(binary) as stream,
         ThreadPoolExecutor(1, thread_name_prefix="hash-read") as reader,

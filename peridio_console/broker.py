@@ -222,6 +222,10 @@ class Channel(filesystem.Channel):
         if path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+            # A prefetch slot is free: the event loop looks for the next message now, not at
+            # its next poll (a short task would otherwise leave its slot idle for up to
+            # polling_interval).
+            self.connection.deliver_soon()
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         if no_ack:
@@ -289,8 +293,17 @@ class Transport(filesystem.Transport):
     Channel = Channel
     implements = filesystem.Transport.implements.extend(asynchronous=True)
 
+    _loop: Any = None
+    _connection: Any = None
+
     def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        self._loop, self._connection = loop, connection
         loop.call_repeatedly(self.polling_interval, self.deliver_waiting, connection)
+
+    def deliver_soon(self) -> None:
+        """Deliver waiting messages on the event loop's next turn (when there is a loop)."""
+        if self._loop is not None:
+            self._loop.call_soon(self.deliver_waiting, self._connection)
 
     def deliver_waiting(self, connection: Any) -> None:
         """Deliver the messages waiting, as many as prefetch allows, without blocking."""

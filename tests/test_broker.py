@@ -212,9 +212,13 @@ class Loop:
 
     def __init__(self):
         self.repeated: list[tuple] = []
+        self.soon: list[tuple] = []
 
     def call_repeatedly(self, delay, callback, *args):
         self.repeated.append((delay, callback, args))
+
+    def call_soon(self, callback, *args):
+        self.soon.append((callback, args))
 
 
 def test_it_delivers_waiting_messages_from_the_worker_s_event_loop(connection):
@@ -239,6 +243,25 @@ def test_it_delivers_waiting_messages_from_the_worker_s_event_loop(connection):
 
     assert delay == connection.transport.polling_interval
     assert sorted(body["n"] for body in received) == [0, 1, 2]  # in the same ms: any order
+
+
+def test_an_acknowledgement_looks_for_the_next_message_at_once(connection):
+    # A slot freed by a short task is filled on the loop's next turn, not at the next poll.
+    queue = kombu.Queue("soon")
+    received = []
+    loop = Loop()
+    with connection.Consumer(queue, callbacks=[lambda body, message: received.append(message)]):
+        connection.Producer().publish({"n": 1}, routing_key="soon", declare=[queue])
+        connection.transport.register_with_event_loop(connection.connection, loop)
+        ((_, poll, args),) = loop.repeated
+        poll(*args)
+        assert len(received) == 1 and loop.soon == []
+        received[0].ack()
+        ((callback, soon_args),) = loop.soon
+        assert callback == connection.transport.deliver_waiting
+        connection.Producer().publish({"n": 2}, routing_key="soon", declare=[queue])
+        callback(*soon_args)
+    assert [message.payload["n"] for message in received] == [1, 2]
 
 
 # --- Messages taken and not yet acknowledged ---------------------------------------------

@@ -125,7 +125,7 @@ class Command(BaseCommand):
             "--workers",
             os.environ.get("WEB_CONCURRENCY", "2"),
             "--threads",
-            "8",
+            os.environ.get("WEB_THREADS", "4"),
             # gthread's timeout watches each worker's own loop, not a request: a multi-GiB part
             # upload is never cut off by it.
             "--timeout",
@@ -155,7 +155,7 @@ class Command(BaseCommand):
             "--loglevel",
             "INFO",
             "--concurrency",
-            os.environ.get("CELERY_CONCURRENCY", "2"),
+            os.environ.get("CELERY_CONCURRENCY", "3"),
         ]
         children = [
             Child("web server", web, pass_fds=(listener.fileno(),)),
