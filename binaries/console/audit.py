@@ -61,7 +61,7 @@ def _timeline_page(
     binaries = binary_links(membership, entries)
     for entry in entries:
         entry["binary"] = binaries.get(entry["object_prn"])
-        entry["moment"] = datetime.fromisoformat(entry["at"])
+        entry["when"] = f"{datetime.fromisoformat(entry['at']):%Y-%m-%d %H:%M:%S}"
         details = entry["details"]
         entry["details_text"] = json.dumps(details, sort_keys=True) if details else ""
     export = query_with(request, page=None)

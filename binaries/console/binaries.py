@@ -158,7 +158,13 @@ TIMELINE_SHOWN = 50
 
 def _timeline(binary: Binary) -> dict[str, Any]:
     """The binary's latest events, oldest first; older ones are in the audit trail (linked)."""
-    latest = list(binary.events.select_related(None).order_by("-at", "-id")[: TIMELINE_SHOWN + 1])
+    latest = list(
+        binary.events.order_by("-at", "-id").values(
+            "at", "action", "from_state", "to_state", "actor_label", "source", "reason"
+        )[: TIMELINE_SHOWN + 1]
+    )
+    for event in latest:  # formatted here: a template filter per cell costs a page 3 ms
+        event["iso"], event["when"] = event["at"].isoformat(), f"{event['at']:%Y-%m-%d %H:%M:%S}"
     return {
         "events": latest[:TIMELINE_SHOWN][::-1],
         "older_events": len(latest) > TIMELINE_SHOWN,

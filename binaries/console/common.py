@@ -8,6 +8,7 @@ from uuid import UUID
 from django.contrib import messages
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django_htmx.middleware import HtmxDetails
 
 from binaries import selectors
@@ -18,7 +19,7 @@ from peridio_console.accounts.models import Membership, Role
 from peridio_console.core.errors import DomainError
 from peridio_console.core.forms import confirmed
 from peridio_console.core.pagination import keyset_page
-from peridio_console.core.prn import MalformedPRN, parse_prn
+from peridio_console.core.prn import MalformedPRN, format_prn, parse_prn
 
 PAGE_SIZE = 25
 
@@ -103,14 +104,32 @@ def confirmed_reason(request: HttpRequest, doing: str, why: str) -> str | None:
 
 
 def binary_links(membership: Membership, entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The binaries the entries name, by PRN, to link them and show what they were."""
+    """The binaries the entries name, by PRN: {"url", "label"} to link them and show what they
+    were. Read as values (a page of the audit trail names up to 50 binaries)."""
+    organization = membership.organization
     ids = []
     for entry in entries:
         try:
             prn = parse_prn(entry["object_prn"] or "")
         except MalformedPRN:
             continue
-        if prn.type == "binary" and prn.organization == membership.organization.uuid:
+        if prn.type == "binary" and prn.organization == organization.uuid:
             ids.append(prn.id)
-    found = selectors.binaries(membership.organization).prefetch_related(None).filter(uuid__in=ids)
-    return {binary.prn: binary for binary in found}
+    if not ids:
+        return {}
+    found = (
+        Binary.objects.filter(organization=organization, uuid__in=ids)
+        .values_list(
+            "uuid", "target", "artifact_version__artifact__name", "artifact_version__version"
+        )
+        .order_by()
+    )
+    detail = reverse("console:binary_detail", args=[UUID(int=0)])
+    blank = str(UUID(int=0))
+    return {
+        format_prn(organization.uuid, "binary", uuid): {
+            "url": detail.replace(blank, str(uuid)),
+            "label": f"{artifact} {version} / {target}",
+        }
+        for uuid, target, artifact, version in found
+    }

@@ -10,6 +10,7 @@ from binaries.models import SigningKey, State
 from binaries.services import MAX_REASON
 from binaries.validation import MAX_DESCRIPTION, to_utc
 from peridio_console.accounts.models import AuditAction, EventSource, Organization
+from peridio_console.core.forms import QuickSelect
 
 MAX_SIGNATURE_FILE = 16 * 1024
 SIGNATURE_TEXT_RE = re.compile(r"^[0-9A-Za-z+/=_\-\s]+$")
@@ -219,14 +220,18 @@ ISO_DATE_TIME = forms.DateTimeInput(
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.ChoiceField(choices=[("", "any action"), *AuditAction.choices], required=False)
+    action = forms.ChoiceField(
+        choices=[("", "any action"), *AuditAction.choices], required=False, widget=QuickSelect
+    )
     object = forms.CharField(max_length=256, required=False, label="Object PRN")
     actor = forms.CharField(
         max_length=160,
         required=False,
         help_text="A member's username, or an actor as shown (system: janitor).",
     )
-    source = forms.ChoiceField(choices=[("", "any source"), *EventSource.choices], required=False)
+    source = forms.ChoiceField(
+        choices=[("", "any source"), *EventSource.choices], required=False, widget=QuickSelect
+    )
     since = UtcDateTimeField(
         required=False,
         help_text="ISO date, e.g. 2026-11-29 or 2026-11-29 14:30.",

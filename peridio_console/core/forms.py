@@ -7,7 +7,9 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import messages
+from django.forms.utils import flatatt
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from peridio_console.core.errors import DomainError
 
@@ -68,3 +70,23 @@ def confirmed(request: HttpRequest, doing: str) -> bool:
         "confirm button that opens under the action).",
     )
     return False
+
+
+class QuickSelect(forms.Select):
+    """A <select> rendered in Python rather than through one template per option: the audit
+    filter's list of actions cost 3 ms a page that way. The same HTML as Django's: the
+    attributes it would give (id, aria-describedby, required), each option's value and label
+    escaped, the chosen one selected. No option groups."""
+
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+        widget = self.get_context(name, value, attrs)["widget"]
+        options = format_html_join(
+            "",
+            '<option value="{}"{}>{}</option>',
+            (
+                (option["value"], flatatt({"selected": option["selected"]}), option["label"])
+                for _, group, _ in widget["optgroups"]
+                for option in group
+            ),
+        )
+        return format_html('<select name="{}"{}>{}</select>', name, flatatt(widget["attrs"]), options)
