@@ -953,3 +953,133 @@ def test_it_offers_no_staff_action_to_staff_who_may_only_view(viewing_staff, org
     key.refresh_from_db()
     assert (binary.state, key.revoked_at) == (State.SIGNED, None)
     assert not AuditEvent.objects.exists()
+
+
+# --- Members leave, and users change, on the record ---------------------------------------
+
+
+def test_it_removes_a_member_with_a_reason_and_revokes_their_keys(staff_client, staff_user, org):
+    MembershipFactory(organization=org, role=Role.ADMIN)  # the organization keeps an admin
+    leaving = MembershipFactory(organization=org, role=Role.ENGINEER)
+    key = ApiKeyFactory(organization=org, user=leaving.user, name="ci")
+
+    page = _act(staff_client, "peridio_console.membership", "remove", leaving)
+    response = _act(
+        staff_client, "peridio_console.membership", "remove", leaving, reason="left the company"
+    )
+
+    assert "Remove members: are you sure?" in page.content.decode()
+    assert b"Removed 1 member; their API keys there are revoked." in response.content
+    assert not Membership.objects.filter(pk=leaving.pk).exists()
+    assert api_key_authenticate(key.secret) is None
+    event = AuditEvent.objects.get(action="membership.removed")
+    assert (event.actor_user, event.source) == (staff_user, "admin")
+    assert event.details == {
+        "user": leaving.user.username,
+        "role": "engineer",
+        "api_keys_revoked": 1,
+        "reason": "left the company",
+    }
+
+
+def test_it_refuses_to_remove_an_organization_s_last_admin(staff_client, org):
+    last = MembershipFactory(organization=org, role=Role.ADMIN)
+
+    response = _act(staff_client, "peridio_console.membership", "remove", last, reason="why not")
+
+    assert "is the last admin of" in response.content.decode()
+    assert Membership.objects.filter(pk=last.pk).exists()
+    assert not AuditEvent.objects.filter(action="membership.removed").exists()
+
+
+def test_it_removes_a_member_from_their_own_page(staff_client, org):
+    MembershipFactory(organization=org, role=Role.ADMIN)
+    leaving = MembershipFactory(organization=org, role=Role.VIEWER)
+    page = staff_client.get(_url("peridio_console.membership", "change", leaving.pk))
+    button = reverse("admin:peridio_console_membership_action", args=[leaving.pk, "remove"])
+
+    assert button in page.content.decode()
+    assert "Remove members: are you sure?" in staff_client.get(button).content.decode()
+
+
+def _user_form(user, **changes):
+    """The admin's change form of `user` as posted, with `changes`."""
+    data = {
+        "username": user.username,
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "is_active": "on" if user.is_active else "",
+        "is_staff": "on" if user.is_staff else "",
+        "is_superuser": "on" if user.is_superuser else "",
+        "_save": "Save",
+        **changes,
+    }
+    return {key: value for key, value in data.items() if value != ""}
+
+
+def test_it_records_a_user_s_edit_in_each_of_their_organizations(
+    staff_client, staff_user, org, other_org
+):
+    user = MembershipFactory(organization=org).user
+    MembershipFactory(organization=other_org, user=user)
+    Group.objects.create(name="support")
+    old_email = user.email
+
+    response = staff_client.post(
+        _url("auth.user", "change", user.pk),
+        _user_form(user, email="new@example.com", is_active="", groups=[Group.objects.get().pk]),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    user.refresh_from_db()
+    assert (user.email, user.is_active) == ("new@example.com", False)
+    events = AuditEvent.objects.filter(action="user.updated").order_by("id")
+    assert {e.organization for e in events} == {org, other_org}
+    fields = {e.organization_id: {} for e in events}
+    for event in events:
+        assert (event.actor_user, event.source) == (staff_user, "admin")
+        assert event.details["user"] == user.username
+        fields[event.organization_id].update(event.details["changes"])
+    assert fields[org.pk] == {
+        "email": [old_email, "new@example.com"],
+        "is_active": [True, False],
+        "groups": [[], ["support"]],
+    }
+    assert fields[org.pk] == fields[other_org.pk]
+
+
+def test_it_records_a_password_change_without_the_password(staff_client, org):
+    user = MembershipFactory(organization=org).user
+    new = "another horse battery staple"
+
+    response = staff_client.post(
+        reverse("admin:auth_user_password_change", args=[user.pk]),
+        {"password1": new, "password2": new, "usable_password": "true"},
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = AuditEvent.objects.get(action="user.updated")
+    assert event.details == {
+        "user": user.username,
+        "changes": {"password": ["(hidden)", "(changed)"]},
+    }
+    assert new not in str(event.details)
+
+
+def test_it_records_nothing_for_a_user_saved_unchanged(staff_client, org):
+    user = MembershipFactory(organization=org).user
+
+    response = staff_client.post(_url("auth.user", "change", user.pk), _user_form(user))
+
+    assert response.status_code == 302
+    assert not AuditEvent.objects.filter(action="user.updated").exists()
+
+
+def test_it_never_deletes_a_user(staff_client, org):
+    user = MembershipFactory(organization=org).user
+
+    response = staff_client.post(_url("auth.user", "delete", user.pk), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert Membership.objects.filter(user=user).exists()

@@ -14,6 +14,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -265,10 +267,15 @@ class OrganizationAdmin(ServiceAdmin):
         Organization.objects.filter(pk=obj.pk).update(**values)
 
 
+def _remove_member(membership: Membership, actor: Actor, reason: str) -> None:
+    services.membership_remove(membership=membership, actor=actor, reason=reason)
+
+
 @admin.register(Membership)
-class MembershipAdmin(ServiceAdmin):
-    """Roles change through the members' service (an organization keeps an admin); members
-    join by accepting an invitation in the console, never by being added here."""
+class MembershipAdmin(ObjectActions, ServiceAdmin):
+    """Roles change, and members leave, through the members' service (an organization keeps
+    an admin; a member's API keys there are revoked with them); members join by accepting an
+    invitation in the console, never by being added here."""
 
     list_display = ["user", "organization", "role", "created_at"]
     list_filter = ["role", "organization"]
@@ -277,8 +284,30 @@ class MembershipAdmin(ServiceAdmin):
     fields = ["user", "organization", "role", "created_at", "last_used_at"]
     editable = ("role",)
 
+    actions = ["remove"]
+    object_actions = {"remove": "Remove from the organization…"}
+
     def apply(self, obj: Membership, values: dict[str, Any], actor: Actor) -> None:
         services.membership_change_role(membership=obj, role=values["role"], actor=actor)
+
+    @admin.action(
+        description="Remove selected members from their organization…", permissions=["change"]
+    )
+    def remove(
+        self, request: HttpRequest, queryset: QuerySet[Membership]
+    ) -> TemplateResponse | None:
+        return staff_action(
+            self,
+            request,
+            queryset.select_related("organization", "user"),
+            action="remove",
+            what="Remove members",
+            perform=_remove_member,
+            named=lambda m: f"{m.user.get_username()} from {m.organization.name} ({m.role})",
+            done=lambda n: (
+                f"Removed {plural(n, 'member', 'members')}; their API keys there are revoked."
+            ),
+        )
 
 
 def refuse_if_revoked(revoked_at: datetime | None) -> None:
@@ -346,3 +375,78 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ["organization"]
     search_fields = ["=object_prn", "actor_label", "=action"]
     date_hierarchy = "at"
+
+
+# --- Users: Django's own admin, with every edit recorded in the trail of each organization
+# the user belongs to, and no deletion (it would take their memberships and keys unrecorded).
+
+User = get_user_model()
+USER_FIELDS_HIDDEN = {"password"}  # recorded as changed, never its value
+
+
+class AuditedUserAdmin(UserAdmin):
+    readonly_fields = ("last_login", "date_joined")  # facts, not settings
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # deactivate instead (Active): the user, their events and keys stay
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool):
+        if not change:
+            return super().save_model(request, obj, form, change)  # no organization yet
+        before = User.objects.get(pk=obj.pk)
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            names = [f for f in form.changed_data if f not in ("groups", "user_permissions")]
+            _record_user_change(
+                request,
+                obj,
+                audit.changes(
+                    {name: getattr(before, name) for name in names},
+                    {name: getattr(obj, name) for name in names},
+                ),
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        related = [f for f in ("groups", "user_permissions") if f in form.changed_data]
+        before = {f: _names(getattr(form.instance, f)) for f in related} if change else {}
+        with transaction.atomic():
+            super().save_related(request, form, formsets, change)
+            if change:
+                after = {f: _names(getattr(form.instance, f)) for f in related}
+                _record_user_change(request, form.instance, audit.changes(before, after))
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = ""):
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                user = User.objects.get(pk=unquote(id))
+                _record_user_change(request, user, {"password": ["(hidden)", "(changed)"]})
+        return response
+
+
+def _names(related: Any) -> list[str]:
+    return sorted(str(item) for item in related.all())
+
+
+def _record_user_change(request: HttpRequest, user: Any, changes: dict[str, list[Any]]) -> None:
+    """user.updated, with the staff user, in each organization the user belongs to."""
+    changes = {
+        field: ["(hidden)", "(changed)"] if field in USER_FIELDS_HIDDEN else values
+        for field, values in changes.items()
+    }
+    if not changes:
+        return
+    actor = admin_actor(request)
+    for organization in Organization.objects.filter(memberships__user=user).distinct():
+        audit.record(
+            organization=organization,
+            actor=actor,
+            action=AuditAction.USER_UPDATED,
+            object_prn=organization.prn,
+            details={"user": user.get_username(), "changes": changes},
+        )
+
+
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, AuditedUserAdmin)

@@ -190,6 +190,7 @@ class AuditAction(models.TextChoices):
     MEMBERSHIP_REMOVED = "membership.removed"
     ORGANIZATION_CREATED = "organization.created"
     ORGANIZATION_UPDATED = "organization.updated"
+    USER_UPDATED = "user.updated"
 
 
 class EventSource(models.TextChoices):

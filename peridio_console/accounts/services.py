@@ -331,8 +331,9 @@ def membership_change_role(*, membership: Membership, role: str, actor: Actor) -
     return membership
 
 
-def membership_remove(*, membership: Membership, actor: Actor) -> None:
-    """Remove a member; their API keys in this organization are revoked with the membership."""
+def membership_remove(*, membership: Membership, actor: Actor, reason: str = "") -> None:
+    """Remove a member; their API keys in this organization are revoked with the membership.
+    A reason (the admin asks staff for one) is kept in the event."""
     now = timezone.now()
     with transaction.atomic():
         current = Membership.objects.select_for_update().get(pk=membership.pk)
@@ -351,5 +352,6 @@ def membership_remove(*, membership: Membership, actor: Actor) -> None:
                 "user": membership.user.get_username(),
                 "role": current.role,
                 "api_keys_revoked": keys,
+                **({"reason": reason} if reason else {}),
             },
         )

@@ -89,4 +89,6 @@ class QuickSelect(forms.Select):
                 for option in group
             ),
         )
-        return format_html('<select name="{}"{}>{}</select>', name, flatatt(widget["attrs"]), options)
+        return format_html(
+            '<select name="{}"{}>{}</select>', name, flatatt(widget["attrs"]), options
+        )
