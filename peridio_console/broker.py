@@ -77,6 +77,13 @@ def parse(raw: bytes) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def _put_order(name: str) -> tuple[int, str]:
+    """Oldest first: by the milliseconds a name starts with, as a number (kombu sorts them as
+    text, where 999 follows 1000), then by name."""
+    stamp = name.partition("_")[0]
+    return (int(stamp) if stamp.isdigit() else 0, name)
+
+
 class Holder:
     """This process's folder of the messages it took and has not acknowledged, locked for as
     long as the process lives. POSIX record locks (lockf) belong to the process: the kernel
@@ -179,7 +186,7 @@ class Channel(filesystem.Channel):
         if time.monotonic() >= self._next_give_back:
             self._next_give_back = time.monotonic() + GIVE_BACK_EVERY_SECONDS
             give_back_from_dead(folder)
-        for name in sorted(os.listdir(folder)):
+        for name in sorted(os.listdir(folder), key=_put_order):
             if name.startswith(".") or name.partition(".")[2] != f"{queue}.msg":
                 continue
             path = os.path.join(folder, name)

@@ -1036,7 +1036,7 @@ def test_it_records_a_user_s_edit_in_each_of_their_organizations(
     assert (user.email, user.is_active) == ("new@example.com", False)
     events = AuditEvent.objects.filter(action="user.updated").order_by("id")
     assert {e.organization for e in events} == {org, other_org}
-    fields = {e.organization_id: {} for e in events}
+    fields: dict[int, dict] = {e.organization_id: {} for e in events}
     for event in events:
         assert (event.actor_user, event.source) == (staff_user, "admin")
         assert event.details["user"] == user.username

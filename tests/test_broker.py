@@ -68,6 +68,15 @@ def files_in(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.is_file())
 
 
+def test_it_delivers_in_the_order_put_across_a_power_of_ten(channel, monkeypatch):
+    # Names sort as text: an unpadded 999 would come after 1000.
+    for n, now in enumerate((0.999, 1.0)):
+        monkeypatch.setattr(broker.time, "monotonic", lambda now=now: now)
+        channel._put(QUEUE, {**PAYLOAD, "n": n})
+
+    assert [channel._get(QUEUE)["n"] for _ in range(2)] == [0, 1]
+
+
 @pytest.mark.parametrize("written", [0.0, 0.5], ids=["empty", "half-written"])
 def test_it_leaves_a_message_being_written_and_reads_it_once_whole(channel, queue_dir, written):
     data = dumps(PAYLOAD).encode()

@@ -80,20 +80,14 @@ class CleanedForm(forms.ModelForm):
 
 class ServiceAdmin(admin.ModelAdmin):
     """A model whose admin shows `fields` and lets staff edit only `editable`, through
-    `apply` (a service). Nothing is added or deleted here: records come from clients, and
-    leave through their own staff actions."""
+    `apply` (a service, which records the change in the audit trail). Nothing is added or
+    deleted here: records come from clients, and leave through their own staff actions."""
 
     form = CleanedForm
     editable: ClassVar[tuple[str, ...]] = ()
-    # The audit action of an edit; None when the service records its own event.
-    audit_action: ClassVar[AuditAction | None] = None
 
     def apply(self, obj: Any, values: dict[str, Any], actor: Actor) -> None:
         raise NotImplementedError
-
-    def audit_subject(self, obj: Any) -> tuple[Organization, str, dict[str, Any]]:
-        """The organization, the object's PRN and any details that name the object."""
-        return obj.organization, obj.prn, {}
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         shown = flatten_fieldsets(self.fieldsets) if self.fieldsets else self.fields or ()
@@ -114,19 +108,9 @@ class ServiceAdmin(admin.ModelAdmin):
         )
         if not changes:
             return
-        actor = admin_actor(request)
         try:
-            with transaction.atomic():
-                self.apply(current, {field: after for field, (_, after) in changes.items()}, actor)
-                if self.audit_action:
-                    organization, prn, details = self.audit_subject(current)
-                    audit.record(
-                        organization=organization,
-                        actor=actor,
-                        action=self.audit_action,
-                        object_prn=prn,
-                        details={**details, "changes": changes},
-                    )
+            values = {field: after for field, (_, after) in changes.items()}
+            self.apply(current, values, admin_actor(request))
         except DomainError as exc:
             request._admin_refusal = exc.message  # type: ignore[attr-defined]
         obj.refresh_from_db()
@@ -257,14 +241,10 @@ class OrganizationAdmin(ServiceAdmin):
     search_fields = ["name", "slug", "uuid"]
     fields = ["name", "slug", "uuid", "prn", "created_at"]
     editable = ("name",)
-    audit_action = AuditAction.ORGANIZATION_UPDATED
     inlines = [MembershipInline]
 
-    def audit_subject(self, obj: Organization) -> tuple[Organization, str, dict[str, Any]]:
-        return obj, obj.prn, {}
-
     def apply(self, obj: Organization, values: dict[str, Any], actor: Actor) -> None:
-        Organization.objects.filter(pk=obj.pk).update(**values)
+        services.organization_rename(organization=obj, name=values["name"], actor=actor)
 
 
 def _remove_member(membership: Membership, actor: Actor, reason: str) -> None:
@@ -342,15 +322,11 @@ class ApiKeyAdmin(ObjectActions, ServiceAdmin):
     search_fields = ["name", "prefix", "user__username"]
     fields = ["name", "prefix", "organization", "user", "created_at", "last_used_at", "revoked_at"]
     editable = ("name",)
-    audit_action = AuditAction.API_KEY_UPDATED
     actions = ["revoke"]
     object_actions = {"revoke": "Revoke…"}
 
-    def audit_subject(self, obj: ApiKey) -> tuple[Organization, str, dict[str, Any]]:
-        return obj.organization, "", {"prefix": obj.prefix, "user": obj.user.get_username()}
-
     def apply(self, obj: ApiKey, values: dict[str, Any], actor: Actor) -> None:
-        ApiKey.objects.filter(pk=obj.pk).update(**values)
+        services.api_key_rename(key=obj, name=values["name"], actor=actor)
 
     @admin.action(description="Revoke selected API keys…", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> TemplateResponse | None:

@@ -66,6 +66,29 @@ def organization_create(
     return org, user, new_password
 
 
+def organization_rename(*, organization: Organization, name: str, actor: Actor) -> Organization:
+    """A new name (the slug, and so every URL and PRN, stays), recorded with before and after."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("An organization needs a name.", field="name")
+    limit = Organization._meta.get_field("name").max_length or 0
+    if len(name) > limit:
+        raise InvalidInput(f"name must be at most {limit} characters.", field="name")
+    with transaction.atomic():
+        current = Organization.objects.select_for_update().get(pk=organization.pk)
+        if current.name != name:
+            Organization.objects.filter(pk=current.pk).update(name=name)
+            audit.record(
+                organization=current,
+                actor=actor,
+                action=AuditAction.ORGANIZATION_UPDATED,
+                object_prn=current.prn,
+                details={"changes": {"name": [current.name, name]}},
+            )
+    organization.refresh_from_db()
+    return organization
+
+
 def api_key_create(*, organization: Organization, user, name: str = "") -> tuple[ApiKey, str]:
     """Create a key and return it with its secret, which is shown once and never stored."""
     if not Membership.objects.filter(organization=organization, user=user).exists():
@@ -129,6 +152,30 @@ def api_key_issue(
             details={"prefix": key.prefix, "name": key.name, "user": user.get_username()},
         )
     return key, secret
+
+
+def api_key_rename(*, key: ApiKey, name: str, actor: Actor) -> ApiKey:
+    """A key's label (its secret and prefix stay), recorded with before and after."""
+    name = (name or "").strip()
+    limit = ApiKey._meta.get_field("name").max_length or 0
+    if len(name) > limit:
+        raise InvalidInput(f"name must be at most {limit} characters.", field="name")
+    with transaction.atomic():
+        current = ApiKey.objects.select_for_update().select_related("user").get(pk=key.pk)
+        if current.name != name:
+            ApiKey.objects.filter(pk=current.pk).update(name=name)
+            audit.record(
+                organization=key.organization,
+                actor=actor,
+                action=AuditAction.API_KEY_UPDATED,
+                details={
+                    "prefix": current.prefix,
+                    "user": current.user.get_username(),
+                    "changes": {"name": [current.name, name]},
+                },
+            )
+    key.refresh_from_db()
+    return key
 
 
 def api_key_revoke(*, key: ApiKey, actor: Actor, reason: str = "") -> ApiKey:

@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.forms.utils import flatatt
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from peridio_console.core.errors import DomainError
 
@@ -78,7 +79,7 @@ class QuickSelect(forms.Select):
     attributes it would give (id, aria-describedby, required), each option's value and label
     escaped, the chosen one selected. No option groups."""
 
-    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> str:
+    def render(self, name: str, value: Any, attrs: Any = None, renderer: Any = None) -> SafeString:
         widget = self.get_context(name, value, attrs)["widget"]
         options = format_html_join(
             "",
