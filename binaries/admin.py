@@ -278,6 +278,7 @@ class BinaryAdmin(ObjectActions, ServiceAdmin):
 @admin.register(BinaryEvent)
 class BinaryEventAdmin(ReadOnlyAdmin):
     list_display = ["at", "action", "binary", "actor_label", "source", "ip", "reason"]
+    ordering = ["-at", "-id"]  # newest first, as the console's trail
     list_filter = ["action", "source", "organization"]
     list_select_related = ["binary"]
     search_fields = ["binary__uuid", "actor_label", "reason"]

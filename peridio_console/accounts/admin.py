@@ -347,6 +347,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     """The audit trail, as recorded: nothing here can add, change or delete an event."""
 
     list_display = ["at", "action", "object_prn", "actor_label", "source", "ip", "organization"]
+    ordering = ["-at", "-id"]  # newest first, as the console's trail
     list_filter = ["action", "source", "organization"]
     list_select_related = ["organization"]
     search_fields = ["=object_prn", "actor_label", "=action"]

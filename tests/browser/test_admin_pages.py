@@ -61,3 +61,42 @@ def test_it_lets_support_staff_find_read_and_destroy_a_binary(page: Page):
 
     expect(page.locator(".messagelist")).to_contain_text("Destroyed 1 binary.")
     assert Binary.objects.get(pk=binary.pk).state == State.DESTROYED
+
+
+def test_it_lets_support_staff_remove_a_member_and_shows_it_in_the_trail(page: Page):
+    from peridio_console.accounts.models import AuditEvent, Membership, Role
+    from tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory
+
+    get_user_model().objects.create_superuser(username="support", password=PASSWORD)
+    org = OrganizationFactory(name="Acme Devices")
+    MembershipFactory(organization=org, role=Role.ADMIN, user__username="alice")
+    leaving = MembershipFactory(organization=org, role=Role.ENGINEER, user__username="bob")
+    ApiKeyFactory(organization=org, user=leaving.user, name="ci")
+
+    page.goto("/admin/login/")
+    page.get_by_label("Username").fill("support")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.set_viewport_size({"width": 1600, "height": 900})
+    page.goto(f"/admin/peridio_console/membership/{leaving.pk}/change/")
+    expect(page.get_by_label("Role")).to_have_value("engineer")  # editable, through the service
+    page.get_by_role("link", name="Remove from the organization…").click()
+    expect(page.locator("h1")).to_have_text("Remove members: are you sure?")
+    expect(page.locator("body")).to_contain_text("bob from Acme Devices (engineer)")
+    page.get_by_label("Reason").fill("Left the company, ticket 4712")
+    screenshot(page, "admin-remove-member-confirmation")
+    page.get_by_role("button", name="Remove members").click()
+
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Removed 1 member; their API keys there are revoked."
+    )
+    assert not Membership.objects.filter(pk=leaving.pk).exists()
+    page.goto("/admin/peridio_console/auditevent/")
+    row = page.locator("#result_list tbody tr").filter(has_text="Membership Removed")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("support")
+    expect(row).to_contain_text("Admin")  # the source
+    expect(page.get_by_role("link", name="Add audit event")).to_have_count(0)  # read-only
+    screenshot(page, "admin-audit-events")
+    event = AuditEvent.objects.get(action="membership.removed")
+    assert event.details["reason"] == "Left the company, ticket 4712"
