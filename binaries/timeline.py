@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.db.models import F, Q, QuerySet
 
 from binaries.models import Binary, BinaryEvent
@@ -219,6 +220,9 @@ def iterate(organization: Organization, filters: Filters) -> Iterator[dict[str, 
     while first or cursor:
         first = False
         entries, cursor = page(organization, filters, limit=500, order="asc", cursor_text=cursor)
+        # With DEBUG on (make run), Django keeps the SQL of a request's last 9,000 queries: a
+        # 10,000,000-event export grew by 100 MB before this.
+        connection.queries_log.clear()
         yield from (event.model_dump() for event in entries)
 
 
