@@ -41,7 +41,8 @@ from prometheus_client import (
 
 log = logging.getLogger(__name__)
 
-TIMEOUT = 2  # seconds a dependency gets before /readyz calls it down
+# Seconds a dependency gets to connect, and again to answer, before /readyz calls it down.
+TIMEOUT = 2
 
 HTTP_REQUESTS = Counter(
     "peridio_http_requests", "HTTP responses, by status code (probes not counted).", ["status"]

@@ -79,7 +79,8 @@ def test_it_answers_readyz_with_each_dependency_and_its_latency(client, db, back
     assert list(body["checks"]) == CHECKS
     for check in body["checks"].values():
         assert check["ok"] is True
-        assert 0 <= check["seconds"] < health.TIMEOUT
+        # Connecting and answering get TIMEOUT each (a busy machine took 2.09 s once).
+        assert 0 <= check["seconds"] < 2 * health.TIMEOUT
 
 
 def test_it_names_a_dependency_that_is_down(client, db, monkeypatch):
