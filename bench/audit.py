@@ -229,7 +229,7 @@ def console_deep_page(client, query: dict, pages: int) -> str:
 
 
 EXPORT_CHILD = """
-import os, resource, sys, django
+import os, sys, django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peridio_console.settings")
 django.setup()
 from binaries import timeline
@@ -240,7 +240,10 @@ body = timeline.csv_rows(rows) if sys.argv[1] == "csv" else timeline.json_rows(r
 size = 0
 for piece in body:
     size += len(piece)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child started by a
+# 180 MB parent reports 180 MB whatever it used itself.
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) // 1024
 print(size, peak)
 """
 
