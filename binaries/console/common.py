@@ -118,7 +118,9 @@ def binary_links(membership: Membership, entries: Iterable[dict[str, Any]]) -> d
     if not ids:
         return {}
     found = (
-        Binary.objects.filter(organization=organization, uuid__in=ids)
+        selectors.binaries(organization)
+        .prefetch_related(None)
+        .filter(uuid__in=ids)
         .values_list(
             "uuid", "target", "artifact_version__artifact__name", "artifact_version__version"
         )
